@@ -1,0 +1,1 @@
+"""Recurrent forecasters: architectures, training, evaluation, MLflow tracking and registry."""

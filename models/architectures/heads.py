@@ -1,0 +1,86 @@
+"""Forecast heads: from the encoded history to scaled forecasts ``(B, H, K)``.
+
+Both heads add their output to the seasonal skip ``(B, H)`` (zeros when the skip is off); with
+the skip on, their last projection starts at zero so an untrained model forecasts exactly
+seasonal naive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from models.architectures.families import family
+
+
+def _projection(size: int, zero_init: bool, name: str) -> keras.layers.Dense:
+    init = "zeros" if zero_init else "glorot_uniform"
+    return keras.layers.Dense(size, kernel_initializer=init, bias_initializer="zeros", name=name)
+
+
+def direct_head(
+    encoded: Any, skip: Any, horizon: int, n_outputs: int, zero_init: bool
+) -> Any:
+    """All ``H`` steps at once: ``Dense(H*K)`` on the encoding ``(B, units)``, plus the skip."""
+    flat = _projection(horizon * n_outputs, zero_init, "direct_projection")(encoded)
+    correction = keras.layers.Reshape((horizon, n_outputs))(flat)
+    skip_3d = keras.layers.Reshape((horizon, 1))(skip)
+    return keras.layers.Add(name="scaled_raw")([correction, skip_3d])
+
+
+@keras.saving.register_keras_serializable(package="nearcast")
+class AutoregressiveHead(keras.layers.Layer):
+    """Decode ``step`` points at a time, feeding each point forecast back as the next input.
+
+    Call args: ``[encoded (B, E), last_step (B, step), skip (B, S*step)]`` where ``S`` is the
+    number of decoding steps. Returns ``(B, horizon, K)``.
+    """
+
+    def __init__(
+        self, cell: str, units: int, horizon: int, step: int, n_outputs: int, point_index: int,
+        zero_init: bool, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cell_name, self.units, self.horizon, self.step = cell, units, horizon, step
+        self.n_outputs, self.point_index, self.zero_init = n_outputs, point_index, zero_init
+        fam = family(cell)
+        self.cell = fam.make_cell(units)
+        self.state_count: int = fam.STATE_COUNT
+        self.init_state = keras.layers.Dense(units * self.state_count, activation="tanh")
+        self.project = _projection(step * n_outputs, zero_init, "ar_projection")
+
+    @property
+    def n_steps(self) -> int:
+        """Decoding steps needed to cover the horizon."""
+        return -(-self.horizon // self.step)
+
+    def build(self, input_shape: Any) -> None:
+        encoded_shape = input_shape[0]
+        self.init_state.build(encoded_shape)
+        self.cell.build((encoded_shape[0], self.step))
+        self.project.build((encoded_shape[0], self.units))
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        encoded, x, skip = inputs
+        states = tf.split(self.init_state(encoded), self.state_count, axis=-1)
+        outputs = []
+        for i in range(self.n_steps):
+            out, states = self.cell(x, states)
+            states = list(states) if isinstance(states, list | tuple) else [states]
+            chunk = tf.reshape(self.project(out), [-1, self.step, self.n_outputs])
+            chunk = chunk + skip[:, i * self.step : (i + 1) * self.step, None]
+            outputs.append(chunk)
+            x = chunk[:, :, self.point_index]
+        return tf.concat(outputs, axis=1)[:, : self.horizon]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(), "cell": self.cell_name, "units": self.units,
+            "horizon": self.horizon, "step": self.step, "n_outputs": self.n_outputs,
+            "point_index": self.point_index, "zero_init": self.zero_init,
+        }
+
+
+__all__ = ["AutoregressiveHead", "direct_head"]

@@ -1,0 +1,90 @@
+"""The MLflow model artifact: a pyfunc wrapping a saved :class:`Forecaster`.
+
+``mlflow.pyfunc.load_model(uri).predict(long_df, params={"horizon": h})`` returns a long
+forecast frame; ``load_forecaster(uri)`` gives the fast array path used by the service.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.pyfunc.model import PythonModel
+
+from models.forecaster import Forecaster
+from models.inference import forecast_frame
+
+ARTIFACT_KEY = "forecaster"
+_REQUIREMENTS = [
+    "tensorflow-cpu>=2.21,<2.22; sys_platform == 'linux' and platform_machine == 'x86_64'",
+    "tensorflow>=2.21,<2.22; sys_platform != 'linux' or platform_machine != 'x86_64'",
+    "keras>=3.15,<4",
+    "mlflow>=3.17,<3.18",
+    "pandas>=2.2",
+    "numpy>=2.0",
+]
+
+
+class NearcastPyfunc(PythonModel):
+    """Pyfunc flavor: long observations in, long forecasts out."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the Keras network and metadata from the logged artifact folder."""
+        self.forecaster = Forecaster.load(context.artifacts[ARTIFACT_KEY])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Forecast every series in ``model_input`` (columns ``unique_id``, ``ds``, ``y``).
+
+        MLflow's signature types timestamps as naive: ``ds`` in and out is naive UTC.
+        ``params``: ``horizon`` (int, at most the model's) — the default is the model's.
+        """
+        horizon = int((params or {}).get("horizon") or self.forecaster.config.horizon)
+        frame = forecast_frame(self.forecaster, model_input, horizon).frame
+        return frame.assign(ds=frame["ds"].dt.tz_convert("UTC").dt.tz_localize(None))
+
+
+def _example(forecaster: Forecaster) -> tuple[pd.DataFrame, pd.DataFrame]:
+    size, c = forecaster.config.input_size, forecaster.config
+    ds = pd.date_range("2000-01-01", periods=size, freq=c.freq, tz="UTC")
+    values = 100.0 + 10.0 * np.sin(np.arange(size) * 2 * np.pi / c.season)
+    example = pd.DataFrame({"unique_id": "example", "ds": ds, "y": values})
+    return example, forecast_frame(forecaster, example, c.horizon).frame
+
+
+def log_forecaster(forecaster: Forecaster, name: str = "model") -> ModelInfo:
+    """Log ``forecaster`` as a pyfunc model in the active run, with signature and example."""
+    example, output = _example(forecaster)
+    # Naive timestamps in the signature: nearcast reads naive ``ds`` as UTC.
+    example = example.assign(ds=example["ds"].dt.tz_localize(None))
+    params = {"horizon": forecaster.config.horizon}
+    signature = infer_signature(example, output.assign(ds=output["ds"].dt.tz_localize(None)),
+                                params=params)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = forecaster.save(Path(tmp) / ARTIFACT_KEY)
+        info: ModelInfo = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+            artifacts={ARTIFACT_KEY: str(folder)},
+            signature=signature,
+            input_example=(example, params),
+            pip_requirements=_REQUIREMENTS,
+        )
+    return info
+
+
+def load_forecaster(model_uri: str, jit_compile: bool = False) -> Forecaster:
+    """Download a logged nearcast model and load its fast path (no pandas round-trips)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return Forecaster.load(Path(local) / "artifacts" / ARTIFACT_KEY, jit_compile=jit_compile)
+
+
+__all__ = ["ARTIFACT_KEY", "NearcastPyfunc", "load_forecaster", "log_forecaster"]

@@ -1,0 +1,103 @@
+"""Configuration of a forecaster and of its training, validated in one place."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipelines.windows import WindowSpec
+
+Cell = Literal["lstm", "gru", "simple_rnn"]
+Head = Literal["direct", "autoregressive"]
+Loss = Literal["mae", "mse", "pinball"]
+
+
+class ModelConfig(BaseModel):
+    """What the network is and how it sees the data.
+
+    ``fold`` consecutive points become one timestep ("shorten the sequence"); ``scaling`` is a
+    rule from :mod:`pipelines.scaling`; with ``seasonal_skip`` the network learns a correction
+    added to seasonal naive in the scaled space.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cell: Cell = "lstm"
+    units: int = Field(64, ge=1, le=4096)
+    layers: int = Field(1, ge=1, le=8)
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    head: Head = "direct"
+    freq: str = "h"
+    season: int = Field(24, ge=1)
+    input_size: int = Field(168, ge=1)
+    horizon: int = Field(48, ge=1)
+    fold: int = Field(24, ge=1)
+    min_history: int | None = Field(None, ge=1)
+    scaling: Literal["log_level", "mean_abs", "none"] = "log_level"
+    seasonal_skip: bool = True
+    quantiles: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.input_size % self.fold:
+            raise ValueError(f"input_size {self.input_size} must be a multiple of fold {self.fold}")
+        if self.season > self.shortest_history:
+            raise ValueError(
+                f"season {self.season} exceeds the shortest history {self.shortest_history}"
+            )
+        if self.quantiles:
+            qs = sorted(set(self.quantiles))
+            if any(not 0.0 < q < 1.0 for q in qs):
+                raise ValueError(f"quantiles must lie in (0, 1), got {self.quantiles}")
+            self.quantiles = sorted(set(qs) | {0.5})
+        self.window_spec()  # raises on inconsistent geometry
+        return self
+
+    @property
+    def shortest_history(self) -> int:
+        """Shortest real history the model accepts."""
+        return self.input_size if self.min_history is None else self.min_history
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the last output axis: ``["point"]`` or one ``qX`` per quantile."""
+        return [f"q{q:g}" for q in self.quantiles] if self.quantiles else ["point"]
+
+    @property
+    def point_index(self) -> int:
+        """Position of the point forecast (the median for quantile models)."""
+        return self.quantiles.index(0.5) if self.quantiles else 0
+
+    def window_spec(self, stride: int = 1) -> WindowSpec:
+        """Window geometry implied by this config."""
+        return WindowSpec(
+            input_size=self.input_size,
+            horizon=self.horizon,
+            stride=stride,
+            fold=self.fold,
+            min_history=self.shortest_history,
+        )
+
+
+class TrainConfig(BaseModel):
+    """How a forecaster is trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: Loss = "mae"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    lr_decay: float = Field(1.0, gt=0.0, le=1.0)
+    clipnorm: float | None = Field(1.0, gt=0.0)
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(20, ge=1)
+    steps_per_epoch: int = Field(100, ge=1)
+    max_seconds: float | None = Field(None, gt=0.0)
+    patience: int = Field(5, ge=1)
+    val_horizon: int | None = Field(None, ge=1)
+    seed: int = 0
+    verbose: bool = True
+
+
+__all__ = ["Cell", "Head", "Loss", "ModelConfig", "TrainConfig"]

@@ -1,0 +1,89 @@
+"""Score a forecaster on held-out points, next to the naive baselines, with one code path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.baselines import BASELINES
+from models.forecaster import Forecaster
+from models.metrics import evaluate_forecasts, interval_coverage, mase_by_step, owa, smape_by_step
+from pipelines.windows import SeriesTable
+
+REFERENCE = "naive2"
+
+
+@dataclass
+class Evaluation:
+    """Holdout scores.
+
+    Attributes:
+        ids: series keys, shape ``(S,)``.
+        actual: held-out values, shape ``(S, H)``.
+        forecasts: method name -> point forecasts ``(S, H)`` (``model`` and each baseline).
+        scores: method name -> ``{"mae", "rmse", "smape", "mase", "owa"}``.
+        by_step: ``{"smape": (H,), "mase": (H,)}`` for the model.
+        intervals: for quantile models, coverage of each central interval.
+    """
+
+    ids: np.ndarray
+    actual: np.ndarray
+    forecasts: dict[str, np.ndarray]
+    scores: dict[str, dict[str, float]]
+    by_step: dict[str, np.ndarray]
+    intervals: dict[str, float] = field(default_factory=dict)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """``{"<method>_<metric>": value}`` for logging."""
+        return {f"{m}_{k}": v for m, s in self.scores.items() for k, v in s.items()}
+
+
+def score_methods(
+    forecasts: dict[str, np.ndarray], actual: np.ndarray, insample: list[np.ndarray], season: int
+) -> dict[str, dict[str, float]]:
+    """Metrics for each method plus OWA relative to Naive2 (which must be among them)."""
+    scores = {m: evaluate_forecasts(actual, f, insample, season) for m, f in forecasts.items()}
+    ref = scores[REFERENCE]
+    for s in scores.values():
+        s["owa"] = owa(s["smape"], s["mase"], ref["smape"], ref["mase"])
+    return scores
+
+
+def holdout_evaluate(forecaster: Forecaster, table: SeriesTable, horizon: int) -> Evaluation:
+    """Hold out the last ``horizon`` points of each series and score model and baselines.
+
+    Args:
+        forecaster: the model; its history window is filled from the points before the holdout.
+        table: full regular series (each longer than ``horizon`` + the model's minimum history).
+        horizon: held-out points per series (at most the model's horizon).
+    """
+    season = forecaster.config.season
+    insample = [table.series(i)[:-horizon].astype(np.float64) for i in range(len(table.ids))]
+    actual = np.stack([table.series(i)[-horizon:] for i in range(len(table.ids))]).astype(float)
+    result = forecaster.forecast([s.astype(np.float32) for s in insample]).values[:, :horizon]
+    forecasts = {"model": result[:, :, forecaster.config.point_index].astype(np.float64)}
+    for name, method in BASELINES.items():
+        forecasts[name] = method(insample, horizon, season)
+    scores = score_methods(forecasts, actual, insample, season)
+    by_step = {
+        "smape": smape_by_step(actual, forecasts["model"]),
+        "mase": mase_by_step(actual, forecasts["model"], insample, season),
+    }
+    return Evaluation(table.ids, actual, forecasts, scores, by_step,
+                      _coverages(forecaster, result, actual))
+
+
+def _coverages(forecaster: Forecaster, result: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    qs = forecaster.config.quantiles
+    out = {}
+    for i, lo in enumerate(qs):
+        hi_q = round(1.0 - lo, 6)
+        if lo < 0.5 and hi_q in qs:
+            width = round((hi_q - lo) * 100)
+            out[f"coverage_{width}"] = interval_coverage(actual, result[:, :, i],
+                                                         result[:, :, qs.index(hi_q)])
+    return out
+
+
+__all__ = ["REFERENCE", "Evaluation", "holdout_evaluate", "score_methods"]

@@ -1,0 +1,99 @@
+"""What a training run records in MLflow: params, curves, metrics, plots, dataset, tags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.pandas_dataset import from_pandas
+import numpy as np
+import pandas as pd
+
+from models.config import ModelConfig, TrainConfig
+from models.evaluation import Evaluation
+from models.plots import error_by_step, forecasts_vs_actual, loss_curves
+from models.training import EpochLog
+
+
+def nearcast_version() -> str:
+    """Installed nearcast version, or ``unknown``."""
+    try:
+        return version("nearcast")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def git_commit() -> str | None:
+    """Commit of the working tree the code runs from, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def log_config(model: ModelConfig, train: TrainConfig, extra: dict[str, Any]) -> None:
+    """All config as params (prefixed ``model.``/``train.``) and the resolved config as JSON."""
+    params = {f"model.{k}": v for k, v in model.model_dump().items()}
+    params |= {f"train.{k}": v for k, v in train.model_dump().items()}
+    params |= {f"data.{k}": v for k, v in extra.items()}
+    mlflow.log_params({k: str(v) for k, v in params.items()})
+    resolved = {"model": model.model_dump(), "train": train.model_dump(), "data": extra}
+    mlflow.log_dict(resolved, "config/resolved.json")
+
+
+def log_epoch(log: EpochLog) -> None:
+    """Per-epoch curves: train/val loss, gradient global norm, learning rate, epoch time."""
+    mlflow.log_metrics(
+        {"train_loss": log.train_loss, "val_loss": log.val_loss, "grad_norm": log.grad_norm,
+         "learning_rate": log.learning_rate, "epoch_seconds": log.seconds},
+        step=log.epoch,
+    )
+
+
+def log_dataset(df: pd.DataFrame, source: str, name: str) -> str:
+    """Log the training frame as the run's input dataset; returns its digest."""
+    # A free-form label is no resolvable MLflow source; the code source carries it as a tag.
+    origin = CodeDatasetSource(tags={"nearcast.data_source": source})
+    dataset = from_pandas(df, source=origin, name=name)
+    mlflow.log_input(dataset, context="training")
+    return str(dataset.digest)
+
+
+def log_evaluation(ev: Evaluation, epochs: list[EpochLog], histories: list[np.ndarray]) -> None:
+    """Final metrics of model and baselines side by side, per-step errors and the plots."""
+    mlflow.log_metrics(ev.flat_metrics() | ev.intervals)
+    for step, (s, m) in enumerate(zip(ev.by_step["smape"], ev.by_step["mase"], strict=True), 1):
+        mlflow.log_metrics({"model_smape_by_step": float(s), "model_mase_by_step": float(m)},
+                           step=step)
+    table = {"method": list(ev.scores)} | {
+        k: [ev.scores[m][k] for m in ev.scores] for k in ("smape", "mase", "owa", "mae", "rmse")
+    }
+    mlflow.log_table(pd.DataFrame(table), "evaluation/scores.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        loss_curves(epochs, folder / "loss_curves.png")
+        error_by_step(ev, folder / "error_by_horizon_step.png")
+        forecasts_vs_actual(ev, histories, folder / "forecast_vs_actual.png")
+        (folder / "scores.json").write_text(json.dumps(ev.scores, indent=2))
+        mlflow.log_artifacts(str(folder), "plots")
+
+
+def run_tags(source: str) -> dict[str, str]:
+    """Tags every training run carries."""
+    tags = {"nearcast.version": nearcast_version(), "nearcast.data_source": source}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+__all__ = ["git_commit", "log_config", "log_dataset", "log_epoch", "log_evaluation",
+           "nearcast_version", "run_tags"]

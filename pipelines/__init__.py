@@ -1,0 +1,1 @@
+"""Data in: sources, validation, bucketing, gap policy, splits, windows, padding, scaling."""

@@ -1,0 +1,18 @@
+"""Column names of the long data format, defined once for the whole project.
+
+Inside nearcast every frame of observations is long: one row per (series, timestamp) with
+columns ``unique_id`` (series key, string), ``ds`` (timestamp, UTC) and ``y`` (float target),
+plus optional covariate columns.
+"""
+
+from __future__ import annotations
+
+UNIQUE_ID = "unique_id"
+DS = "ds"
+Y = "y"
+OBSERVED = "observed"
+"""Mask column added by the gap policy ``keep``: 1.0 where ``y`` was observed, 0.0 where missing."""
+
+LONG_COLUMNS: tuple[str, str, str] = (UNIQUE_ID, DS, Y)
+
+__all__ = ["DS", "LONG_COLUMNS", "OBSERVED", "UNIQUE_ID", "Y"]

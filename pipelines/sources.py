@@ -1,0 +1,307 @@
+"""Read observations from files, SQL databases, data frames and the M4 wide layout.
+
+Every source returns a long frame whose columns are renamed to ``unique_id``, ``ds``, ``y`` (and
+the covariates) according to a :class:`ColumnMap`; nothing is validated here, so the next step
+is :func:`pipelines.validation.validate_long`.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.resources
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from pipelines.errors import DataValidationError, Problem
+from pipelines.schema import DS, UNIQUE_ID, Y
+
+__all__ = [
+    "M4_HOURLY_RESOURCE",
+    "ColumnMap",
+    "FileFormat",
+    "from_dataframe",
+    "load_m4_hourly",
+    "read_files",
+    "read_m4_wide",
+    "read_sql",
+]
+
+FileFormat = Literal["csv", "parquet"]
+
+M4_HOURLY_RESOURCE = "data/m4_hourly_train.csv.gz"
+"""Path of the bundled M4 Hourly training set, relative to the ``pipelines`` package."""
+
+_SUFFIXES: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".csv.bz2": "csv",
+    ".csv.xz": "csv",
+    ".csv.zst": "csv",
+    ".csv.zip": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """How the user's columns map onto the long format.
+
+    Attributes:
+        unique_id: User column holding the series key.
+        ds: User column holding the timestamp.
+        y: User column holding the target.
+        covariates: Extra columns to keep: a sequence of names kept as they are, or a mapping
+            from user name to the name wanted in the long frame.
+    """
+
+    unique_id: str = UNIQUE_ID
+    ds: str = DS
+    y: str = Y
+    covariates: Mapping[str, str] | Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        covariates = self.covariate_names()
+        sources = [self.unique_id, self.ds, self.y, *covariates]
+        targets = [UNIQUE_ID, DS, Y, *covariates.values()]
+        if len(set(sources)) != len(sources) or len(set(targets)) != len(targets):
+            raise ValueError(f"column map names a column twice: {sources} -> {targets}")
+
+    def covariate_names(self) -> dict[str, str]:
+        """Return the covariates as a mapping from user name to long-frame name.
+
+        Returns:
+            ``{user_name: long_name}`` for every covariate.
+        """
+        if isinstance(self.covariates, str):
+            return {self.covariates: self.covariates}
+        if isinstance(self.covariates, Mapping):
+            return dict(self.covariates)
+        return {name: name for name in self.covariates}
+
+    def renames(self) -> dict[str, str]:
+        """Return the mapping from user column names to long-frame column names.
+
+        Returns:
+            ``{user_name: long_name}`` for the id, timestamp, target and covariates.
+        """
+        base = {self.unique_id: UNIQUE_ID, self.ds: DS, self.y: Y}
+        return base | self.covariate_names()
+
+
+def from_dataframe(df: pd.DataFrame, columns: ColumnMap | None = None) -> pd.DataFrame:
+    """Return ``df`` as a long frame: mapped columns selected and renamed, index reset.
+
+    Args:
+        df: The user's frame.
+        columns: Column mapping; ``None`` keeps the frame's columns as they are (they should
+            already be named ``unique_id``, ``ds``, ``y``).
+
+    Returns:
+        A new frame (``df`` is not modified).
+
+    Raises:
+        DataValidationError: If a mapped column is missing (naming the columns present).
+    """
+    if columns is None:
+        return df.reset_index(drop=True)
+    renames = columns.renames()
+    missing = [name for name in renames if name not in df.columns]
+    if missing:
+        present = [str(c) for c in df.columns]
+        message = f"missing column(s) {missing}; columns present: {present}"
+        raise DataValidationError([Problem(kind="missing_column", unique_id=None, message=message)])
+    return df[list(renames)].rename(columns=renames).reset_index(drop=True)
+
+
+def read_files(
+    path_or_glob: str | os.PathLike[str],
+    *,
+    columns: ColumnMap | None = None,
+    fmt: FileFormat | None = None,
+) -> pd.DataFrame:
+    """Read long CSV or Parquet files: one file, every data file of a folder, or a glob.
+
+    Args:
+        path_or_glob: A file, a folder (its ``.csv``, ``.csv.gz``, ``.parquet`` ... files, not
+            recursing) or a glob pattern such as ``"data/**/*.parquet"`` (``**`` recurses).
+        columns: Column mapping applied to every file.
+        fmt: Force the format; ``None`` infers it from each file's suffix.
+
+    Returns:
+        The files' rows concatenated in sorted path order, with a fresh index. CSV series ids
+        are read as strings (so ``"007"`` stays ``"007"``); timestamps are left as read.
+
+    Raises:
+        FileNotFoundError: If nothing matches (naming the pattern).
+        ValueError: If a file's format cannot be told from its suffix.
+        DataValidationError: If a mapped column is missing from a file.
+    """
+    paths = _expand(str(path_or_glob), fmt)
+    id_column = columns.unique_id if columns is not None else UNIQUE_ID
+    frames = [from_dataframe(_read_one(path, fmt, id_column), columns) for path in paths]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _expand(pattern: str, fmt: FileFormat | None) -> list[Path]:
+    """Return the data files named by a path, folder or glob pattern."""
+    path = Path(pattern)
+    if path.is_dir():
+        found = [p for p in path.iterdir() if p.is_file() and _format_of(p) is not None]
+        if fmt is not None:
+            found = [p for p in found if _format_of(p) == fmt]
+    elif path.is_file():
+        found = [path]
+    else:
+        found = [Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
+    if not found:
+        raise FileNotFoundError(f"no CSV or Parquet file matches {pattern!r}")
+    return sorted(found)
+
+
+def _format_of(path: Path) -> FileFormat | None:
+    """Tell a file's format from its suffix, or None."""
+    name = path.name.lower()
+    for suffix, fmt in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _read_one(path: Path, fmt: FileFormat | None, id_column: str) -> pd.DataFrame:
+    """Read one CSV or Parquet file."""
+    kind = fmt or _format_of(path)
+    if kind is None:
+        raise ValueError(f"cannot tell the format of {str(path)!r}; pass fmt='csv' or 'parquet'")
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype={id_column: "str"})
+
+
+def read_sql(
+    url_or_engine: str | sa.Engine,
+    table_or_query: str,
+    *,
+    columns: ColumnMap | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Read observations through SQLAlchemy from a table or a query.
+
+    Works with any SQLAlchemy database, e.g. ``"sqlite:///obs.db"`` or, for PostgreSQL,
+    ``"postgresql+psycopg2://user:password@host:5432/dbname"`` (needs ``psycopg2``). Timestamp
+    columns come back as the driver returns them (SQLite: text; PostgreSQL ``timestamptz``:
+    tz-aware datetimes); :func:`pipelines.validation.validate_long` parses either.
+
+    Args:
+        url_or_engine: A database URL (an engine is created and disposed of) or an engine.
+        table_or_query: A table name (optionally ``schema.table``) or a SQL query, which may use
+            named parameters such as ``:series``.
+        columns: Column mapping applied to the result.
+        params: Values of the query's named parameters (queries only).
+
+    Returns:
+        The rows as a long frame.
+
+    Raises:
+        ValueError: If ``params`` is given with a table name.
+        DataValidationError: If a mapped column is missing from the result.
+    """
+    is_table = _TABLE_NAME.fullmatch(table_or_query.strip()) is not None
+    if is_table and params:
+        raise ValueError("params only apply to a SQL query, not to a table name")
+    owned = isinstance(url_or_engine, str)
+    engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        with engine.connect() as connection:
+            statement = (
+                _table_select(connection, table_or_query.strip())
+                if is_table
+                else sa.text(table_or_query)
+            )
+            frame = pd.read_sql(statement, connection, params=dict(params or {}))
+    finally:
+        if owned:
+            engine.dispose()
+    return from_dataframe(frame, columns)
+
+
+def _table_select(connection: sa.Connection, name: str) -> sa.Select[Any]:
+    """Return ``SELECT * FROM name`` for a table reflected from the database."""
+    schema, _, table = name.rpartition(".")
+    reflected = sa.Table(table, sa.MetaData(), schema=schema or None, autoload_with=connection)
+    return sa.select(reflected)
+
+
+def read_m4_wide(
+    path: str | os.PathLike[str],
+    *,
+    start: str | pd.Timestamp = "2000-01-01",
+    freq: str = "h",
+    n_series: int | None = None,
+) -> pd.DataFrame:
+    """Read a file in the wide M4 layout into the long format on a synthetic time index.
+
+    The M4 files hold one series per row: the first column is the series id (``"H1"``), the
+    next ones (``V2`` ... ``Vn``) its values, and shorter series end with empty cells. They
+    carry **no timestamps**: each series gets the synthetic regular index ``start``,
+    ``start + freq``, ... (so all series start together; their real dates are unknown).
+    Trailing empty cells are dropped; an empty cell inside a series stays as NaN.
+
+    Args:
+        path: CSV file (compression such as ``.gz`` is inferred from the suffix).
+        start: First timestamp of every series (naive is taken as UTC).
+        freq: Step of the synthetic index (the M4 subset's frequency, e.g. ``"h"``).
+        n_series: Read only the first ``n_series`` series (``None``: all).
+
+    Returns:
+        Long frame with ``unique_id`` (str), ``ds`` (``datetime64[ns, UTC]``) and ``y``.
+
+    Raises:
+        ValueError: If ``n_series`` is below 1.
+    """
+    if n_series is not None and n_series < 1:
+        raise ValueError(f"n_series must be >= 1 or None, got {n_series}")
+    wide = pd.read_csv(path, index_col=0, nrows=n_series)
+    values = wide.to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    width = values.shape[1]
+    lengths = np.where(present.any(axis=1), width - np.argmax(present[:, ::-1], axis=1), 0)
+    keep = np.arange(width)[np.newaxis, :] < lengths[:, np.newaxis]
+    rows, steps = np.nonzero(keep)
+    origin = pd.Timestamp(start)
+    origin = origin.tz_convert("UTC") if origin.tzinfo else origin.tz_localize("UTC")
+    grid = pd.date_range(origin, periods=max(int(lengths.max(initial=0)), 1), freq=freq)
+    return pd.DataFrame(
+        {
+            UNIQUE_ID: pd.Series(wide.index.astype(str), dtype="str").to_numpy()[rows],
+            DS: grid.as_unit("ns")[steps],
+            Y: values[keep],
+        }
+    ).astype({UNIQUE_ID: "str"})
+
+
+def load_m4_hourly(n_series: int | None = None) -> pd.DataFrame:
+    """Load the bundled M4 Hourly training set (414 series of 700 to 960 hourly points).
+
+    The file ships as package data (``pipelines/data/m4_hourly_train.csv.gz``) and is read
+    through :mod:`importlib.resources` with :func:`read_m4_wide`: timestamps are synthetic,
+    hourly from 2000-01-01 00:00 UTC.
+
+    Args:
+        n_series: Load only the first ``n_series`` series (file order: H1, H2, ...).
+
+    Returns:
+        Long frame with ``unique_id``, ``ds`` and ``y``.
+    """
+    resource = importlib.resources.files("pipelines").joinpath(M4_HOURLY_RESOURCE)
+    with importlib.resources.as_file(resource) as path:
+        return read_m4_wide(path, start="2000-01-01", freq="h", n_series=n_series)

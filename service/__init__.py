@@ -1,0 +1,1 @@
+"""The outside world's door: FastAPI app, model store, CLI, scheduler."""

@@ -1,0 +1,125 @@
+"""The ``nearcast`` command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@app.command()
+def quickstart(
+    budget: Annotated[float, typer.Option(help="Training wall-clock budget, seconds.")] = 120.0,
+    serve: Annotated[bool, typer.Option(help="Keep serving after the demo request.")] = True,
+) -> None:
+    """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
+    _quiet_tensorflow()
+    from models.settings import get_mlflow_settings
+    from service.quickstart import run_quickstart
+    from service.settings import get_api_settings
+
+    run_quickstart(get_mlflow_settings(), get_api_settings(), budget, serve_forever=serve)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Job YAML file.")],
+    register: Annotated[bool, typer.Option(help="Register the model (alias challenger).")] = True,
+) -> None:
+    """Train a forecaster from a YAML job file, log it to MLflow and register it."""
+    _quiet_tensorflow()
+    from models.job import train_and_register
+    from models.jobconfig import JobConfig
+    from models.settings import get_mlflow_settings
+    from pipelines.dataset import load_dataset
+
+    job = JobConfig.from_yaml(config)
+    settings = get_mlflow_settings()
+    if job.model_name:
+        settings = settings.model_copy(update={"model_name": job.model_name})
+    data = load_dataset(job.data)
+    result = train_and_register(data.frame, job.model, job.train, settings, data.source,
+                                register=register, gap_policy=job.data.gap_policy)
+    for method, s in result.evaluation.scores.items():
+        typer.echo(f"{method:15s} sMAPE {s['smape']:6.2f}  MASE {s['mase']:5.2f}  "
+                   f"OWA {s['owa']:.3f}")
+    version = f" v{result.version.version} (alias challenger)" if result.version else ""
+    typer.echo(f"run {result.run_id}; model {settings.model_name}{version}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+) -> None:
+    """Serve the champion model(s) over HTTP."""
+    _quiet_tensorflow()
+    import uvicorn
+
+    from service.settings import get_api_settings
+
+    api = get_api_settings()
+    api = api.model_copy(update={k: v for k, v in
+                                 {"host": host, "port": port, "workers": workers}.items() if v})
+    uvicorn.run("service.app:create_app", factory=True, host=api.host, port=api.port,
+                workers=api.workers)
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Option(help="Model version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in a version tag).")] = "manual",
+    name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+) -> None:
+    """Point the 'champion' alias at a version (the previous champion is recorded)."""
+    from models import registry
+    from models.settings import get_mlflow_settings
+
+    settings = get_mlflow_settings()
+    ref = registry.promote(settings.connect(), name or settings.model_name, version, reason)
+    typer.echo(f"champion -> {ref.name} v{ref.version}")
+
+
+@app.command()
+def rollback(
+    name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+) -> None:
+    """Move 'champion' back to the previous champion."""
+    from models import registry
+    from models.settings import get_mlflow_settings
+
+    settings = get_mlflow_settings()
+    ref = registry.rollback(settings.connect(), name or settings.model_name)
+    typer.echo(f"champion -> {ref.name} v{ref.version}")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000) -> None:
+    """Open the MLflow UI on nearcast's store (127.0.0.1)."""
+    from models.settings import get_mlflow_settings
+
+    settings = get_mlflow_settings()
+    settings.connect()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+           settings.resolved_tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    root = settings.resolved_artifact_root()
+    if root:
+        cmd += ["--default-artifact-root", root]
+    typer.echo(f"MLflow UI: http://127.0.0.1:{port}")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,100 @@
+"""``nearcast quickstart``: bundled data -> trained, registered champion -> live API -> request."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import uvicorn
+
+from models import registry
+from models.config import ModelConfig, TrainConfig
+from models.job import JobResult, train_and_register
+from models.settings import MlflowSettings
+from pipelines.dataset import DataConfig, load_dataset
+from pipelines.schema import DS, UNIQUE_ID, Y
+from service.app import create_app
+from service.settings import ApiSettings
+
+QUICKSTART_MODEL = ModelConfig(cell="lstm", units=64, input_size=168, horizon=48, fold=24,
+                               season=24, min_history=48)
+QUICKSTART_TRAIN = TrainConfig(epochs=40, steps_per_epoch=50, batch_size=256, max_seconds=120,
+                               patience=6, learning_rate=2e-3)
+
+
+def _say(msg: str) -> None:
+    print(f"[nearcast] {msg}", flush=True)
+
+
+def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult, DataConfig]:
+    data_cfg = DataConfig(source="m4_hourly")
+    _say("loading the bundled M4 Hourly training series (synthetic hourly timestamps)")
+    data = load_dataset(data_cfg)
+    n = data.frame[UNIQUE_ID].nunique()
+    _say(f"{n} series, {len(data.frame)} points; training an LSTM forecaster "
+         f"(horizon 48, input 7 days; budget {train_cfg.max_seconds:.0f}s)")
+    result = train_and_register(data.frame, QUICKSTART_MODEL, train_cfg, settings, data.source)
+    _say(f"run {result.run_id}: {len(result.training.epochs)} epochs in "
+         f"{result.training.seconds:.0f}s ({result.training.stop_reason})")
+    for method, s in result.evaluation.scores.items():
+        _say(f"  {method:15s} sMAPE {s['smape']:6.2f}  MASE {s['mase']:5.2f}  OWA {s['owa']:.3f}")
+    return result, data_cfg
+
+
+def _request_body(cfg: DataConfig) -> dict[str, object]:
+    frame = load_dataset(cfg.model_copy(update={"n_series": 1})).frame
+    tail = frame.tail(QUICKSTART_MODEL.input_size)
+    return {"series": [{"id": str(tail[UNIQUE_ID].iloc[0]),
+                        "start": tail[DS].iloc[0].isoformat(),
+                        "values": np.round(tail[Y].to_numpy(), 3).tolist()}]}
+
+
+def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | None,
+                   serve_forever: bool = True) -> dict[str, object]:
+    """Train, register, promote, serve and send one forecast request; returns its JSON."""
+    train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget or 120.0})
+    result, data_cfg = _train(settings, train_cfg)
+    assert result.version is not None
+    client = settings.connect()
+    registry.promote(client, settings.model_name, result.version.version, "quickstart")
+    _say(f"registered {settings.model_name} v{result.version.version} with alias 'champion'")
+    api = api.model_copy(update={"models": [settings.model_name]})
+    server = uvicorn.Server(uvicorn.Config(create_app(api, settings), host=api.host,
+                                           port=api.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://{api.host}:{api.port}"
+    _wait_ready(base, 60.0)
+    _say(f"serving on {base} (docs: {base}/docs)")
+    answer = httpx.post(f"{base}/v1/forecast", json=_request_body(data_cfg), timeout=30).json()
+    print(json.dumps(answer, indent=2), flush=True)
+    _say(f"MLflow UI on the same store: nearcast ui   (tracking URI "
+         f"{settings.resolved_tracking_uri()})")
+    if serve_forever:
+        _say("serving until Ctrl-C")
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+    server.should_exit = True
+    thread.join(10)
+    return dict(answer)
+
+
+def _wait_ready(base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {base} did not become ready within {timeout:.0f}s")
+
+
+__all__ = ["QUICKSTART_MODEL", "QUICKSTART_TRAIN", "run_quickstart"]

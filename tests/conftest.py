@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny real data, a temporary MLflow store, one tiny trained champion."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+
+from models import registry
+from models.config import ModelConfig, TrainConfig
+from models.job import JobResult, train_and_register
+from models.settings import MlflowSettings
+from pipelines.schema import DS
+
+DATA = Path(__file__).parent / "data"
+
+TINY_MODEL = ModelConfig(cell="lstm", units=8, input_size=72, horizon=24, fold=24, season=24,
+                         min_history=48)
+TINY_TRAIN = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=32, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_df() -> pd.DataFrame:
+    """8 real M4 Hourly series x 264 points, long format, UTC timestamps."""
+    df = pd.read_csv(DATA / "m4_tiny_long.csv")
+    df[DS] = pd.to_datetime(df[DS], utc=True)
+    df["y"] = df["y"].astype("float64")
+    return df
+
+
+def make_settings(root: Path, name: str = "tiny") -> MlflowSettings:
+    """An embedded MLflow store inside ``root``."""
+    return MlflowSettings(home=root / ".nearcast", model_name=name, experiment="tests")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A trained, registered champion in a temporary store."""
+
+    settings: MlflowSettings
+    job: JobResult
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory: pytest.TempPathFactory, tiny_df: pd.DataFrame) -> Champion:
+    """Train the tiny model once per session, register it and make it champion."""
+    settings = make_settings(tmp_path_factory.mktemp("store"))
+    job = train_and_register(tiny_df, TINY_MODEL, TINY_TRAIN, settings, "tests:m4_tiny")
+    assert job.version is not None
+    registry.promote(settings.connect(), settings.model_name, job.version.version, "tests")
+    return Champion(settings, job)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn server running an app in a thread on 127.0.0.1."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+
+def start_server(app: object, timeout: float = 60.0) -> LiveServer:
+    """Run ``app`` on a free loopback port and wait until /readyz answers 200."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return LiveServer(server, thread, url)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.should_exit = True
+    raise RuntimeError("server did not become ready")
+
+
+def stop_server(live: LiveServer) -> None:
+    """Ask the server to exit and wait for its thread."""
+    live.server.should_exit = True
+    live.thread.join(15)
+
+
+@pytest.fixture
+def live() -> Iterator[list[LiveServer]]:
+    """Collects servers a test starts and stops them afterwards."""
+    servers: list[LiveServer] = []
+    yield servers
+    for s in servers:
+        stop_server(s)

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import gzip
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipelines.bucketing import bucket
+from pipelines.errors import DataValidationError
+from pipelines.gaps import fill_gaps
+from pipelines.schema import DS, UNIQUE_ID, Y
+from pipelines.sources import (
+    ColumnMap,
+    from_dataframe,
+    load_m4_hourly,
+    read_files,
+    read_m4_wide,
+    read_sql,
+)
+from pipelines.validation import validate_long
+
+USER_COLUMNS = ColumnMap(
+    unique_id="store", ds="when", y="sales", covariates={"temp": "temperature"}
+)
+
+
+def user_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "store": ["007", "007", "12"],
+            "when": [
+                "2024-01-01 00:00:00+00:00",
+                "2024-01-01 01:00:00+00:00",
+                "2024-01-01 00:00:00+00:00",
+            ],
+            "sales": [1.5, 2.5, 3.0],
+            "temp": [10.0, 11.0, 12.0],
+            "ignored": ["x", "y", "z"],
+        }
+    )
+
+
+def test_from_dataframe_renames_and_selects() -> None:
+    out = from_dataframe(user_frame(), USER_COLUMNS)
+    assert list(out.columns) == [UNIQUE_ID, DS, Y, "temperature"]
+    assert out[UNIQUE_ID].tolist() == ["007", "007", "12"]
+    untouched = from_dataframe(user_frame())
+    assert list(untouched.columns) == list(user_frame().columns)
+
+
+def test_from_dataframe_names_missing_columns() -> None:
+    with pytest.raises(DataValidationError) as excinfo:
+        from_dataframe(user_frame().drop(columns=["sales"]), USER_COLUMNS)
+    assert "missing column(s) ['sales']" in str(excinfo.value)
+    assert "'store', 'when', 'temp', 'ignored'" in str(excinfo.value)
+
+
+def test_column_map_rejects_clashes_and_accepts_sequences() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        ColumnMap(unique_id="a", ds="a", y="b")
+    with pytest.raises(ValueError, match="twice"):
+        ColumnMap(covariates={"temp": Y})
+    assert ColumnMap(covariates=["temp"]).renames()["temp"] == "temp"
+    assert ColumnMap(covariates="temp").covariate_names() == {"temp": "temp"}
+
+
+def test_csv_file_keeps_ids_as_strings(tmp_path: Path) -> None:
+    path = tmp_path / "obs.csv"
+    user_frame().to_csv(path, index=False)
+    out = read_files(path, columns=USER_COLUMNS)
+    assert out[UNIQUE_ID].tolist() == ["007", "007", "12"]
+    assert out[Y].tolist() == [1.5, 2.5, 3.0]
+    assert out["temperature"].tolist() == [10.0, 11.0, 12.0]
+
+
+def test_gzipped_csv_and_forced_format(tmp_path: Path) -> None:
+    gz = tmp_path / "obs.csv.gz"
+    from_dataframe(user_frame(), USER_COLUMNS).to_csv(gz, index=False)
+    assert len(read_files(gz)) == 3
+    odd = tmp_path / "obs.data"
+    odd.write_bytes(gzip.decompress(gz.read_bytes()))
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        read_files(odd)
+    assert len(read_files(odd, fmt="csv")) == 3
+
+
+def test_parquet_file(tmp_path: Path) -> None:
+    path = tmp_path / "obs.parquet"
+    user_frame().to_parquet(path)
+    out = read_files(path, columns=USER_COLUMNS)
+    pd.testing.assert_frame_equal(out, from_dataframe(user_frame(), USER_COLUMNS))
+
+
+def test_glob_and_folder(tmp_path: Path) -> None:
+    frame = from_dataframe(user_frame(), USER_COLUMNS)
+    frame.iloc[:2].to_csv(tmp_path / "part-1.csv", index=False)
+    frame.iloc[2:].to_parquet(tmp_path / "part-2.parquet")
+    (tmp_path / "README.txt").write_text("not data")
+    by_glob = read_files(str(tmp_path / "part-*"))
+    assert by_glob[Y].tolist() == [1.5, 2.5, 3.0]
+    by_folder = read_files(tmp_path)
+    assert by_folder[UNIQUE_ID].tolist() == ["007", "007", "12"]
+    only_csv = read_files(tmp_path, fmt="csv")
+    assert len(only_csv) == 2
+    nested = tmp_path / "deep" / "er"
+    nested.mkdir(parents=True)
+    frame.to_csv(nested / "all.csv", index=False)
+    assert len(read_files(str(tmp_path / "**" / "*.csv"))) == 2 + 3
+
+
+def test_nothing_matching_names_the_pattern(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "missing-*.csv")
+    with pytest.raises(FileNotFoundError, match="missing-\\*.csv"):
+        read_files(pattern)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        read_files(empty)
+
+
+def sqlite_file(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'obs.db'}"
+    engine = sa.create_engine(url)
+    user_frame().to_sql("observations", engine, index=False)
+    engine.dispose()
+    return url
+
+
+def test_sql_table_from_sqlite_file(tmp_path: Path) -> None:
+    out = read_sql(sqlite_file(tmp_path), "observations", columns=USER_COLUMNS)
+    assert out[UNIQUE_ID].tolist() == ["007", "007", "12"]
+    assert out[Y].tolist() == [1.5, 2.5, 3.0]
+    clean, _ = validate_long(out, covariates=["temperature"])
+    assert clean[DS].iloc[1] == pd.Timestamp("2024-01-01 01:00", tz="UTC")
+
+
+def test_sql_query_with_params_and_engine(tmp_path: Path) -> None:
+    engine = sa.create_engine(sqlite_file(tmp_path))
+    query = 'SELECT store, "when", sales, temp FROM observations WHERE store = :store'
+    out = read_sql(engine, query, columns=USER_COLUMNS, params={"store": "007"})
+    assert out[Y].tolist() == [1.5, 2.5]
+    with engine.connect() as connection:  # the caller's engine is still usable
+        assert connection.execute(sa.text("SELECT count(*) FROM observations")).scalar() == 3
+    engine.dispose()
+    with pytest.raises(ValueError, match="params only apply"):
+        read_sql(engine, "observations", params={"store": "007"})
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not os.environ.get("NEARCAST_TEST_POSTGRES_URL"),
+    reason="set NEARCAST_TEST_POSTGRES_URL=postgresql+psycopg2://... to run",
+)
+def test_sql_postgres() -> None:
+    engine = sa.create_engine(os.environ["NEARCAST_TEST_POSTGRES_URL"])
+    table = f"nearcast_test_{uuid.uuid4().hex[:8]}"
+    frame = user_frame().assign(when=pd.to_datetime(user_frame()["when"]))
+    frame.to_sql(table, engine, index=False)
+    try:
+        out = read_sql(engine, table, columns=USER_COLUMNS)
+        clean, _ = validate_long(out, covariates=["temperature"])
+        hour = pd.Timedelta("1h")
+        start = pd.Timestamp("2024-01-01", tz="UTC")
+        assert clean[UNIQUE_ID].tolist() == ["007", "007", "12"]
+        assert clean[DS].tolist() == [start, start + hour, start]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP TABLE "{table}"'))
+        engine.dispose()
+
+
+def test_m4_wide_tiny_file(tmp_path: Path) -> None:
+    text = '"V1","V2","V3","V4","V5"\n"H1",605,586,,\n"H2",1,2,3,4\n"X3",5,,7,\n'
+    path = tmp_path / "tiny.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    out = read_m4_wide(path, start="2020-06-01 12:00", freq="h")
+    assert out[UNIQUE_ID].tolist() == ["H1", "H1", "H2", "H2", "H2", "H2", "X3", "X3", "X3"]
+    np.testing.assert_array_equal(out[Y].to_numpy(), [605, 586, 1, 2, 3, 4, 5, np.nan, 7])
+    start = pd.Timestamp("2020-06-01 12:00", tz="UTC")
+    assert out[DS].iloc[:2].tolist() == [start, start + pd.Timedelta("1h")]
+    assert out.loc[out[UNIQUE_ID] == "X3", DS].iloc[-1] == start + pd.Timedelta("2h")
+    assert str(out[DS].dtype) == "datetime64[ns, UTC]"
+    two = read_m4_wide(path, n_series=2, freq="D", start="2020-01-01T00:00+02:00")
+    assert set(two[UNIQUE_ID]) == {"H1", "H2"}
+    assert two[DS].iloc[1] == pd.Timestamp("2019-12-31 22:00", tz="UTC") + pd.Timedelta("1D")
+
+
+def test_bundled_m4_hourly() -> None:
+    df = load_m4_hourly()
+    lengths = df.groupby(UNIQUE_ID).size()
+    assert len(lengths) == 414
+    assert lengths.min() == 700 and lengths.max() == 960
+    h1 = df[df[UNIQUE_ID] == "H1"]
+    assert h1[Y].iloc[0] == 605.0
+    assert h1[DS].iloc[0] == pd.Timestamp("2000-01-01", tz="UTC")
+    assert not df[Y].isna().any()
+    assert load_m4_hourly(n_series=3)[UNIQUE_ID].unique().tolist() == ["H1", "H2", "H3"]
+
+
+def test_end_to_end_from_file_to_filled_grid(tmp_path: Path) -> None:
+    raw = pd.DataFrame(
+        {
+            "store": ["a", "a", "a", "b"],
+            "when": [
+                "2024-01-01 02:10+02:00",
+                "2024-01-01 00:20Z",
+                "2024-01-01 03:40Z",
+                "2024-01-01 00:00Z",
+            ],
+            "sales": [1.0, 3.0, 5.0, 9.0],
+        }
+    )
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    long = read_files(tmp_path / "raw.csv", columns=ColumnMap("store", "when", "sales"))
+    clean, report = validate_long(long)
+    assert report.rows_out == 4
+    grid, _ = bucket(clean, "h")
+    # a: 00:10Z and 00:20Z -> 00:00 bucket mean 2.0; 01:00, 02:00 empty; 03:40Z -> 03:00
+    filled, gaps = fill_gaps(grid, "linear")
+    assert filled.loc[filled[UNIQUE_ID] == "a", Y].tolist() == pytest.approx([2.0, 3.0, 4.0, 5.0])
+    assert gaps.per_series["a"].filled == 2
