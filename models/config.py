@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -100,4 +100,41 @@ class TrainConfig(BaseModel):
     verbose: bool = True
 
 
-__all__ = ["Cell", "Head", "Loss", "ModelConfig", "TrainConfig"]
+class EnsembleConfig(BaseModel):
+    """N members trained by one run and served as one model.
+
+    Each member is the job's ``model`` config with the member's overrides (any
+    :class:`ModelConfig` field) and its own ``seed`` (default: the train seed + its index);
+    ``train.max_seconds`` applies to each member.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[dict[str, Any]] = Field(..., min_length=1)
+    combine: Literal["median", "mean"] = "median"
+    interval_coverage: float | None = Field(
+        0.8, gt=0.0, lt=1.0,
+        description="Widen quantile intervals on validation windows to this coverage.",
+    )
+
+    def member_configs(
+        self, model: ModelConfig, train: TrainConfig
+    ) -> list[tuple[ModelConfig, TrainConfig]]:
+        """Resolved (model, train) config per member.
+
+        Raises:
+            ValueError: naming the member and the unknown field.
+        """
+        out = []
+        for i, overrides in enumerate(self.members):
+            fields = dict(overrides)
+            seed = int(fields.pop("seed", train.seed + i))
+            unknown = sorted(set(fields) - set(ModelConfig.model_fields))
+            if unknown:
+                raise ValueError(f"ensemble.members[{i}]: unknown model fields {unknown}")
+            member = ModelConfig.model_validate(model.model_dump() | fields)
+            out.append((member, train.model_copy(update={"seed": seed})))
+        return out
+
+
+__all__ = ["Cell", "EnsembleConfig", "Head", "Loss", "ModelConfig", "TrainConfig"]

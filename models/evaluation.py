@@ -58,9 +58,34 @@ def holdout_evaluate(forecaster: Forecaster, table: SeriesTable, horizon: int) -
         table: full regular series (each longer than ``horizon`` + the model's minimum history).
         horizon: held-out points per series (at most the model's horizon).
     """
-    season = forecaster.config.season
     insample = [table.series(i)[:-horizon].astype(np.float64) for i in range(len(table.ids))]
     actual = np.stack([table.series(i)[-horizon:] for i in range(len(table.ids))]).astype(float)
+    return evaluate_histories(forecaster, table.ids, insample, actual)
+
+
+def evaluate_histories(
+    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], actual: np.ndarray
+) -> Evaluation:
+    """Forecast from each history and score model and baselines against what came next.
+
+    The one scoring path of nearcast: the training holdout and every backtest fold use it.
+
+    Args:
+        forecaster: the model (fixed; only the histories change).
+        ids: series keys, shape ``(S,)``.
+        insample: one 1-D history per series (oldest first), ending right before ``actual``;
+            also the MASE scale and the baselines' input.
+        actual: the values after each history, shape ``(S, h)`` with ``h`` at most the model's
+            horizon.
+
+    Raises:
+        ValueError: when ``h`` exceeds the model's horizon or the shapes disagree.
+    """
+    season, (n_series, horizon) = forecaster.config.season, actual.shape
+    if not 1 <= horizon <= forecaster.config.horizon or n_series != len(insample):
+        raise ValueError(f"actual has shape {actual.shape} for {len(insample)} histories; the "
+                         f"model forecasts 1..{forecaster.config.horizon} steps")
+    insample = [np.asarray(s, dtype=np.float64) for s in insample]
     result = forecaster.forecast([s.astype(np.float32) for s in insample]).values[:, :horizon]
     forecasts = {"model": result[:, :, forecaster.config.point_index].astype(np.float64)}
     for name, method in BASELINES.items():
@@ -70,7 +95,7 @@ def holdout_evaluate(forecaster: Forecaster, table: SeriesTable, horizon: int) -
         "smape": smape_by_step(actual, forecasts["model"]),
         "mase": mase_by_step(actual, forecasts["model"], insample, season),
     }
-    return Evaluation(table.ids, actual, forecasts, scores, by_step,
+    return Evaluation(np.asarray(ids), actual, forecasts, scores, by_step,
                       _coverages(forecaster, result, actual))
 
 
@@ -86,4 +111,4 @@ def _coverages(forecaster: Forecaster, result: np.ndarray, actual: np.ndarray) -
     return out
 
 
-__all__ = ["REFERENCE", "Evaluation", "holdout_evaluate", "score_methods"]
+__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_methods"]

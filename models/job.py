@@ -1,9 +1,10 @@
-"""One training run end to end: windows -> fit -> holdout scores -> MLflow run -> registry."""
+"""The training job: windows -> fit (one model or members) -> scores -> MLflow -> registry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -11,7 +12,8 @@ import pandas as pd
 from models import registry, tracking
 from models.architectures import build_model
 from models.artifact import log_forecaster
-from models.config import ModelConfig, TrainConfig
+from models.config import EnsembleConfig, ModelConfig, TrainConfig
+from models.ensemble import ensemble_config, interval_factor, join_members
 from models.evaluation import Evaluation, holdout_evaluate
 from models.forecaster import Forecaster, ModelMeta
 from models.settings import MlflowSettings
@@ -22,7 +24,7 @@ from pipelines.windows import SeriesTable, gather_windows, last_windows
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a training run produced."""
+    """What a training run produced (``training`` is the first member's for ensembles)."""
 
     run_id: str
     model_uri: str
@@ -30,6 +32,7 @@ class JobResult:
     evaluation: Evaluation
     training: TrainResult
     forecaster: Forecaster
+    members: list[TrainResult] = field(default_factory=list)
 
 
 def split_for_training(df: pd.DataFrame, config: ModelConfig) -> tuple[TrainData, SeriesTable]:
@@ -48,6 +51,58 @@ def split_for_training(df: pd.DataFrame, config: ModelConfig) -> tuple[TrainData
     return data, full
 
 
+def _fit_one(df: pd.DataFrame, config: ModelConfig, train: TrainConfig,
+             init_weights: list[np.ndarray] | None, name: str | None = None) -> TrainResult:
+    """Seeded build (optionally warm-started) and fit; raises on divergence."""
+    data, _ = split_for_training(df, config)
+    keras.utils.set_random_seed(train.seed)  # the initial weights follow the seed too
+    model = build_model(config, name=name)
+    if init_weights is not None:
+        model.set_weights(init_weights)  # ValueError names the shape mismatch
+    result = fit(model, config, train, data, tracking.log_epoch)
+    mlflow.set_tags({"nearcast.stop_reason": result.stop_reason,
+                     "nearcast.best_epoch": str(result.best_epoch)})
+    if result.diverged:
+        run = mlflow.active_run()
+        raise TrainingDivergedError(f"training diverged (run {run.info.run_id if run else '?'})")
+    return result
+
+
+def _train_members(df: pd.DataFrame, pairs: list[tuple[ModelConfig, TrainConfig]],
+                   full: SeriesTable) -> list[TrainResult]:
+    """Train each ensemble member in a child run that records its config, curves and scores."""
+    results = []
+    parent = mlflow.active_run()
+    experiment = parent.info.experiment_id if parent else None
+    for i, (config, train) in enumerate(pairs):
+        with mlflow.start_run(run_name=f"member-{i}", nested=True, experiment_id=experiment):
+            tracking.log_config(config, train, {"member": i})
+            result = _fit_one(df, config, train, None, name=f"member_{i}")
+            member = Forecaster(result.model, ModelMeta(config=config))
+            scores = holdout_evaluate(member, full, config.horizon).scores["model"]
+            mlflow.log_metrics({f"model_{k}": v for k, v in scores.items()})
+        mlflow.log_metrics({f"member{i}_{k}": v for k, v in scores.items()})
+        results.append(result)
+    return results
+
+
+def _assemble(df: pd.DataFrame, ensemble: EnsembleConfig,
+              pairs: list[tuple[ModelConfig, TrainConfig]],
+              results: list[TrainResult]) -> tuple[keras.Model, ModelConfig]:
+    """Join the members; widen quantile intervals to the wanted coverage on validation windows."""
+    configs = [c for c, _ in pairs]
+    joined_cfg = ensemble_config(configs)
+    joined = join_members([r.model for r in results], configs, ensemble.combine)
+    if not joined_cfg.quantiles or ensemble.interval_coverage is None:
+        return joined, joined_cfg
+    data, _ = split_for_training(df, joined_cfg)
+    raw = Forecaster(joined, ModelMeta(config=joined_cfg)).predict_arrays(
+        data.val_inputs["history"], data.val_inputs["mask"])
+    factor = interval_factor(raw, data.val_target, joined_cfg, ensemble.interval_coverage)
+    mlflow.log_metric("interval_factor", factor)
+    return join_members([r.model for r in results], configs, ensemble.combine, factor), joined_cfg
+
+
 def train_and_register(
     df: pd.DataFrame,
     model_cfg: ModelConfig,
@@ -56,8 +111,16 @@ def train_and_register(
     source: str,
     register: bool = True,
     gap_policy: str = "linear",
+    init_weights: list[np.ndarray] | None = None,
+    tags: dict[str, str] | None = None,
+    ensemble: EnsembleConfig | None = None,
 ) -> JobResult:
     """Train on a regular long frame, record the run and register the model.
+
+    With ``ensemble``, each member trains in a child run and the members are joined into ONE
+    model (median or mean) that is scored, logged and registered like a single one.
+    ``init_weights`` (e.g. the champion's, for a warm start; single models only) replace the
+    random initial weights; ``tags`` are added to the run's tags.
 
     Raises:
         TrainingDivergedError: the loss went NaN/inf; the run is marked FAILED and nothing is
@@ -65,32 +128,40 @@ def train_and_register(
     """
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
-    data, full = split_for_training(df, model_cfg)
-    with mlflow.start_run(experiment_id=experiment_id, tags=tracking.run_tags(source)) as run:
+    full = SeriesTable.from_long(df)
+    run_tags = tracking.run_tags(source) | (tags or {})
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
         tracking.log_config(model_cfg, train_cfg, {"source": source, "series": len(full.ids),
                                                    "points": len(full.values)})
         digest = tracking.log_dataset(df, source, name=source.rsplit("/", 1)[-1])
-        result = fit(build_model(model_cfg), model_cfg, train_cfg, data, tracking.log_epoch)
-        mlflow.set_tags({"nearcast.stop_reason": result.stop_reason,
-                         "nearcast.best_epoch": str(result.best_epoch)})
-        if result.diverged:
+        try:
+            if ensemble is None:
+                results = [_fit_one(df, model_cfg, train_cfg, init_weights)]
+                model, config = results[0].model, model_cfg
+            else:
+                mlflow.log_dict(ensemble.model_dump(), "config/ensemble.json")
+                pairs = ensemble.member_configs(model_cfg, train_cfg)
+                results = _train_members(df, pairs, full)
+                model, config = _assemble(df, ensemble, pairs, results)
+        except TrainingDivergedError:
             mlflow.end_run(status="FAILED")
-            raise TrainingDivergedError(f"training diverged (run {run.info.run_id})")
-        meta = ModelMeta(config=model_cfg, gap_policy=gap_policy, data_digest=digest,
+            raise
+        meta = ModelMeta(config=config, gap_policy=gap_policy, data_digest=digest,
                          data_source=source, nearcast_version=tracking.nearcast_version(),
                          train_series=len(full.ids))
-        forecaster = Forecaster(result.model, meta)
-        evaluation = holdout_evaluate(forecaster, full, model_cfg.horizon)
+        forecaster = Forecaster(model, meta)
+        evaluation = holdout_evaluate(forecaster, full, config.horizon)
         forecaster.meta.metrics = evaluation.scores["model"]
-        mlflow.log_metric("train_seconds", result.seconds)
-        histories = [full.series(i)[: -model_cfg.horizon] for i in range(len(full.ids))]
-        tracking.log_evaluation(evaluation, result.epochs, histories)
+        mlflow.log_metric("train_seconds", sum(r.seconds for r in results))
+        histories = [full.series(i)[: -config.horizon] for i in range(len(full.ids))]
+        tracking.log_evaluation(evaluation, results[0].epochs, histories)
         info = log_forecaster(forecaster)
         version = None
         if register:
             version = registry.register(client, settings.model_name, info.model_uri,
                                         run.info.run_id, {"data_digest": digest})
-        return JobResult(run.info.run_id, info.model_uri, version, evaluation, result, forecaster)
+        return JobResult(run.info.run_id, info.model_uri, version, evaluation, results[0],
+                         forecaster, results)
 
 
 __all__ = ["JobResult", "split_for_training", "train_and_register"]

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from models.backtest import Backtest  # noqa: E402
 from models.evaluation import Evaluation  # noqa: E402
 from models.training import EpochLog  # noqa: E402
 
@@ -53,6 +54,19 @@ def forecasts_vs_actual(ev: Evaluation, histories: list[np.ndarray], path: Path,
     return _save(fig, path)
 
 
+def backtest_by_fold(bt: Backtest, path: Path) -> Path:
+    """Model and baseline sMAPE and MASE per backtest fold (oldest first)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    folds = np.arange(1, len(bt.folds) + 1)
+    for ax, name in zip(axes, ("smape", "mase"), strict=True):
+        for method in bt.methods:
+            ax.plot(folds, [ev.scores[method][name] for ev in bt.folds], marker="o",
+                    label=method, lw=2.0 if method == "model" else 1.0)
+        ax.set(xlabel="fold (oldest first)", ylabel=name, title=f"{name} by fold", xticks=folds)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -60,4 +74,4 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-__all__ = ["error_by_step", "forecasts_vs_actual", "loss_curves"]
+__all__ = ["backtest_by_fold", "error_by_step", "forecasts_vs_actual", "loss_curves"]

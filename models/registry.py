@@ -56,20 +56,50 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> VersionRef
 
 
 def promote(client: MlflowClient, name: str, version: int, reason: str,
-            who: str | None = None) -> VersionRef:
-    """Point ``champion`` at ``version``; tag it with who, why and the previous champion."""
-    target = _ref(client.get_model_version(name, str(version)))
+            who: str | None = None, record_previous: bool = True) -> VersionRef:
+    """Point ``champion`` at ``version``; tag it with who, why and the previous champion.
+
+    The alias moves last, in one call: when anything before fails, ``champion`` is unchanged.
+    ``record_previous=False`` keeps the version's recorded previous champion (rollbacks).
+
+    Raises:
+        ValueError: the model or the version does not exist (naming the versions there are).
+    """
+    target = _existing(client, name, version)
     previous = version_for_alias(client, name, CHAMPION)
-    tags = {"nearcast.promoted_by": who or getpass.getuser(), "nearcast.promoted_reason": reason,
-            TAG_PREVIOUS: str(previous.version) if previous else ""}
+    tags = {"nearcast.promoted_by": who or getpass.getuser(), "nearcast.promoted_reason": reason}
+    if record_previous:
+        tags[TAG_PREVIOUS] = str(previous.version) if previous else ""
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
     client.set_registered_model_alias(name, CHAMPION, str(version))
     return target
 
 
+def _existing(client: MlflowClient, name: str, version: int) -> VersionRef:
+    try:
+        return _ref(client.get_model_version(name, str(version)))
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    try:
+        found = sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{name}'"))
+    except MlflowException:
+        found = []
+    if not found:
+        raise ValueError(f"model {name!r} has no registered versions") from None
+    raise ValueError(f"model {name!r} has no version {version}; versions: {found}") from None
+
+
 def rollback(client: MlflowClient, name: str, who: str | None = None) -> VersionRef:
-    """Move ``champion`` back to the version it pointed at before the last promotion."""
+    """Move ``champion`` back to the version it pointed at before the last promotion.
+
+    The restored version keeps its own recorded predecessor, so repeated rollbacks walk back
+    through earlier champions (v3 -> v2 -> v1) instead of toggling between two versions.
+
+    Raises:
+        ValueError: there is no champion, or it records no previous champion.
+    """
     current = version_for_alias(client, name, CHAMPION)
     if current is None:
         raise ValueError(f"model {name!r} has no champion to roll back")
@@ -77,7 +107,8 @@ def rollback(client: MlflowClient, name: str, who: str | None = None) -> Version
     previous = (mv.tags or {}).get(TAG_PREVIOUS, "")
     if not previous:
         raise ValueError(f"{name} v{current.version} records no previous champion")
-    return promote(client, name, int(previous), f"rollback from v{current.version}", who)
+    return promote(client, name, int(previous), f"rollback from v{current.version}", who,
+                   record_previous=False)
 
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""What a training run records in MLflow: params, curves, metrics, plots, dataset, tags."""
+"""What runs record in MLflow: params, curves, metrics, plots, dataset, tags.
+
+A training run logs its config, curves and holdout scores; a backtest run (``nearcast
+evaluate``) logs what it scored (model, data, folds) and the scores of every fold.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.pandas_dataset import from_pandas
 import numpy as np
 import pandas as pd
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.pandas_dataset import from_pandas
 
+from models.backtest import Backtest
 from models.config import ModelConfig, TrainConfig
 from models.evaluation import Evaluation
-from models.plots import error_by_step, forecasts_vs_actual, loss_curves
+from models.plots import backtest_by_fold, error_by_step, forecasts_vs_actual, loss_curves
 from models.training import EpochLog
 
 
@@ -58,12 +63,12 @@ def log_epoch(log: EpochLog) -> None:
     )
 
 
-def log_dataset(df: pd.DataFrame, source: str, name: str) -> str:
-    """Log the training frame as the run's input dataset; returns its digest."""
+def log_dataset(df: pd.DataFrame, source: str, name: str, context: str = "training") -> str:
+    """Log a frame as an input dataset of the run (``context``); returns its digest."""
     # A free-form label is no resolvable MLflow source; the code source carries it as a tag.
     origin = CodeDatasetSource(tags={"nearcast.data_source": source})
     dataset = from_pandas(df, source=origin, name=name)
-    mlflow.log_input(dataset, context="training")
+    mlflow.log_input(dataset, context=context)
     return str(dataset.digest)
 
 
@@ -86,14 +91,37 @@ def log_evaluation(ev: Evaluation, epochs: list[EpochLog], histories: list[np.nd
         mlflow.log_artifacts(str(folder), "plots")
 
 
-def run_tags(source: str) -> dict[str, str]:
-    """Tags every training run carries."""
-    tags = {"nearcast.version": nearcast_version(), "nearcast.data_source": source}
+def log_backtest(bt: Backtest, model: ModelConfig, model_uri: str, df: pd.DataFrame,
+                 source: str) -> None:
+    """A backtest in the active run: params, evaluation dataset, fold curves, scores, plot.
+
+    Aggregate scores are logged as ``<method>_<metric>`` (the names of a training run's holdout
+    scores, so runs compare side by side); fold ``k``'s as ``fold_<method>_<metric>`` at step k.
+    """
+    params = {"model.uri": model_uri, "backtest.folds": len(bt.folds),
+              "backtest.step": bt.step, "backtest.horizon": bt.horizon}
+    params |= {f"model.{k}": v for k, v in model.model_dump().items()}
+    mlflow.log_params({k: str(v) for k, v in params.items()})
+    log_dataset(df, source, name=source.rsplit("/", 1)[-1], context="evaluation")
+    for k, ev in enumerate(bt.folds, 1):
+        mlflow.log_metrics({f"fold_{m}_{key}": v for m, s in ev.scores.items()
+                            for key, v in s.items()}, step=k)
+    mlflow.log_metrics(bt.flat_metrics())
+    mlflow.log_table(bt.table(), "evaluation/backtest.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(str(backtest_by_fold(bt, Path(tmp) / "backtest_by_fold.png")),
+                            "plots")
+
+
+def run_tags(source: str, kind: str = "training") -> dict[str, str]:
+    """Tags every run carries (``kind``: ``training`` or ``backtest``)."""
+    tags = {"nearcast.version": nearcast_version(), "nearcast.data_source": source,
+            "nearcast.kind": kind}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
 
 
-__all__ = ["git_commit", "log_config", "log_dataset", "log_epoch", "log_evaluation",
-           "nearcast_version", "run_tags"]
+__all__ = ["git_commit", "log_backtest", "log_config", "log_dataset", "log_epoch",
+           "log_evaluation", "nearcast_version", "run_tags"]

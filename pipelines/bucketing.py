@@ -23,7 +23,7 @@ bucket (week, month, quarter or year end) includes the whole day it ends on.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -167,7 +167,7 @@ def bucket(
         raise ValueError(f"closed and label must be 'left' or 'right'; got {closed!r}, {label!r}")
     value_columns = [c for c in df.columns if c not in (UNIQUE_ID, DS)]
     how = _resolve_aggregations(agg, value_columns)
-    # Work on naive UTC wall time: same instants, and epoch alignment works for Tick and Day.
+    # Work on naive UTC wall time (same instants; calendar anchors are then UTC dates).
     ds = _to_utc(df[DS]).dt.tz_localize(None)
     uids = df[UNIQUE_ID].astype(str)
     if ds.isna().any() or uids.isna().any():
@@ -176,7 +176,7 @@ def bucket(
     if df.empty:
         empty = df.assign(**{DS: _to_utc(df[DS]).dt.as_unit("ns")}).reset_index(drop=True)
         return empty, BucketReport(freq=used_freq)
-    labels, bins = _assign_buckets(ds, used_freq, closed, label)
+    bins, label_of = _assign_buckets(ds, used_freq, closed, label)
     codes, names = pd.factorize(uids, sort=True)
     grid = _Grid.build(codes, bins, len(names))
     order = np.lexsort((ds.to_numpy(), codes))  # time order within each series, for first/last
@@ -186,7 +186,7 @@ def bucket(
     out = pd.DataFrame(
         {
             UNIQUE_ID: pd.Series(names, dtype="str").take(grid.codes).to_numpy(),
-            DS: labels.take(grid.bins).tz_localize("UTC").as_unit("ns"),
+            DS: label_of(grid.bins).tz_localize("UTC").as_unit("ns"),
         }
     )
     for col in value_columns:
@@ -194,71 +194,6 @@ def bucket(
     out[Y] = out[Y].astype("float64")
     filled = pd.Series(sizes.to_numpy(), index=slots).reindex(out.index, fill_value=0)
     return out, _report(used_freq, out[UNIQUE_ID], filled)
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """The output rows: for every series, every bucket from its first to its last one."""
-
-    codes: npt.NDArray[np.intp]
-    bins: npt.NDArray[np.intp]
-    starts: npt.NDArray[np.intp]
-    first_bin: npt.NDArray[np.intp]
-
-    @classmethod
-    def build(cls, codes: npt.NDArray[np.intp], bins: npt.NDArray[np.intp], n: int) -> _Grid:
-        """Build the grid from the series code and bucket index of every input row."""
-        first_bin = np.full(n, np.iinfo(np.intp).max, dtype=np.intp)
-        last_bin = np.full(n, -1, dtype=np.intp)
-        np.minimum.at(first_bin, codes, bins)
-        np.maximum.at(last_bin, codes, bins)
-        counts = last_bin - first_bin + 1
-        starts = np.cumsum(counts) - counts
-        out_codes = np.repeat(np.arange(n, dtype=np.intp), counts)
-        offsets = np.arange(int(counts.sum()), dtype=np.intp) - np.repeat(starts, counts)
-        out_bins = np.repeat(first_bin, counts) + offsets
-        return cls(codes=out_codes, bins=out_bins, starts=starts, first_bin=first_bin)
-
-    def slots(self, keys: pd.Index) -> npt.NDArray[np.intp]:
-        """Return the output row of each (series code, bucket index) key."""
-        codes = keys.get_level_values(0).to_numpy(dtype=np.intp)
-        bins = keys.get_level_values(1).to_numpy(dtype=np.intp)
-        slots: npt.NDArray[np.intp] = self.starts[codes] + bins - self.first_bin[codes]
-        return slots
-
-
-def _assign_buckets(
-    ds: pd.Series, freq: str, closed: Literal["left", "right"], label: Literal["left", "right"]
-) -> tuple[pd.DatetimeIndex, npt.NDArray[np.intp]]:
-    """Return the bucket labels from the earliest to the latest bucket, and each row's bucket.
-
-    The labels come from resampling the two extreme timestamps with the same arguments, so the
-    boundaries are those of :meth:`pandas.DataFrame.resample`, including its rule that a bucket
-    closed on the right at the end of a week, month, quarter or year includes that whole day.
-    """
-    extremes = pd.Series([0, 0], index=pd.DatetimeIndex([ds.min(), ds.max()]))
-    labels = pd.DatetimeIndex(
-        extremes.resample(freq, closed=closed, label=label, **_origin(freq)).size().index
-    )
-    left_edges = labels if label == "left" else labels - to_offset(freq)
-    if closed == "right" and _is_period_end(freq):
-        # Like resample: an end-of-period bucket closed on the right includes its whole last day.
-        left_edges = left_edges + (pd.Timedelta(days=1) - pd.Timedelta(1, unit="ns"))
-    side: Literal["left", "right"] = "right" if closed == "left" else "left"
-    bins = np.searchsorted(left_edges.to_numpy(), ds.to_numpy(), side=side) - 1
-    return labels, bins.astype(np.intp)
-
-
-def _is_period_end(freq: str) -> bool:
-    """Tell whether ``freq`` anchors on period ends (weeks, month/quarter/year ends)."""
-    rule = to_offset(freq).rule_code.split("-")[0]
-    return rule in ("W", "ME", "BME", "QE", "BQE", "YE", "BYE")
-
-
-def _origin(freq: str) -> dict[str, Any]:
-    """Return ``origin="epoch"`` for fixed-length frequencies (calendar ones are anchored)."""
-    offset = to_offset(freq)
-    return {"origin": "epoch"} if isinstance(offset, Tick | Day) else {}
 
 
 def infer_freq(df: pd.DataFrame) -> str:
@@ -276,7 +211,7 @@ def infer_freq(df: pd.DataFrame) -> str:
         df: Long frame with ``unique_id`` and ``ds``.
 
     Returns:
-        A pandas frequency string such as ``"h"``, ``"15min"``, ``"D"`` or ``"7D"``.
+        A pandas frequency string such as ``"h"``, ``"15min"``, ``"D"`` or ``"W-MON"``.
 
     Raises:
         ValueError: If no series has 3 timestamps, or the differences are ambiguous; the message
@@ -318,6 +253,92 @@ def _distinct_timestamps(df: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return frame.dropna().drop_duplicates().sort_values([UNIQUE_ID, DS])
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The output rows: for every series, every bucket from its first to its last one."""
+
+    codes: npt.NDArray[np.intp]
+    bins: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.intp]
+    first_bin: npt.NDArray[np.intp]
+
+    @classmethod
+    def build(cls, codes: npt.NDArray[np.intp], bins: npt.NDArray[np.intp], n: int) -> _Grid:
+        """Build the grid from the series code and bucket index of every input row."""
+        first_bin = np.full(n, np.iinfo(np.intp).max, dtype=np.intp)
+        last_bin = np.full(n, -1, dtype=np.intp)
+        np.minimum.at(first_bin, codes, bins)
+        np.maximum.at(last_bin, codes, bins)
+        counts = last_bin - first_bin + 1
+        starts = np.cumsum(counts) - counts
+        out_codes = np.repeat(np.arange(n, dtype=np.intp), counts)
+        offsets = np.arange(int(counts.sum()), dtype=np.intp) - np.repeat(starts, counts)
+        out_bins = np.repeat(first_bin, counts) + offsets
+        return cls(codes=out_codes, bins=out_bins, starts=starts, first_bin=first_bin)
+
+    def slots(self, keys: pd.Index) -> npt.NDArray[np.intp]:
+        """Return the output row of each (series code, bucket index) key."""
+        codes = keys.get_level_values(0).to_numpy(dtype=np.intp)
+        bins = keys.get_level_values(1).to_numpy(dtype=np.intp)
+        slots: npt.NDArray[np.intp] = self.starts[codes] + bins - self.first_bin[codes]
+        return slots
+
+
+def _assign_buckets(
+    ds: pd.Series, freq: str, closed: Literal["left", "right"], label: Literal["left", "right"]
+) -> tuple[npt.NDArray[np.intp], Callable[[npt.NDArray[np.intp]], pd.DatetimeIndex]]:
+    """Return each row's bucket index (0 = earliest bucket) and a bucket-index-to-label map."""
+    offset = to_offset(freq)
+    if isinstance(offset, Tick | Day):
+        step = int(offset.nanos)
+        return _fixed_buckets(ds, step, closed, label)
+    return _calendar_buckets(ds, freq, closed, label)
+
+
+def _fixed_buckets(
+    ds: pd.Series, step: int, closed: Literal["left", "right"], label: Literal["left", "right"]
+) -> tuple[npt.NDArray[np.intp], Callable[[npt.NDArray[np.intp]], pd.DatetimeIndex]]:
+    """Buckets of ``step`` nanoseconds aligned on the Unix epoch, computed arithmetically."""
+    nanos = ds.dt.as_unit("ns").to_numpy().view("int64")
+    # Bucket k covers [k * step, (k + 1) * step) if closed left, (k * step, (k + 1) * step] if
+    # closed right; it is labelled by its left or right edge.
+    index = nanos // step if closed == "left" else -(-nanos // step) - 1
+    first = int(index.min())
+    shift = first + (1 if label == "right" else 0)
+
+    def label_of(bins: npt.NDArray[np.intp]) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(((bins.astype("int64") + shift) * step).astype("datetime64[ns]"))
+
+    return (index - first).astype(np.intp), label_of
+
+
+def _calendar_buckets(
+    ds: pd.Series, freq: str, closed: Literal["left", "right"], label: Literal["left", "right"]
+) -> tuple[npt.NDArray[np.intp], Callable[[npt.NDArray[np.intp]], pd.DatetimeIndex]]:
+    """Buckets of an anchored calendar frequency (weeks, months, ...), as resample makes them.
+
+    The labels come from resampling the two extreme timestamps with the same arguments, so the
+    boundaries are those of :meth:`pandas.DataFrame.resample`, including its rule that a bucket
+    closed on the right at the end of a week, month, quarter or year includes that whole day.
+    """
+    extremes = pd.Series([0, 0], index=pd.DatetimeIndex([ds.min(), ds.max()]))
+    labels = pd.DatetimeIndex(extremes.resample(freq, closed=closed, label=label).size().index)
+    labels = labels.as_unit("ns")
+    left_edges = labels if label == "left" else labels - to_offset(freq)
+    if closed == "right" and _is_period_end(freq):
+        left_edges = left_edges + (pd.Timedelta(days=1) - pd.Timedelta(1, unit="ns"))
+    side: Literal["left", "right"] = "right" if closed == "left" else "left"
+    values = ds.dt.as_unit("ns").to_numpy()
+    bins = np.searchsorted(left_edges.as_unit("ns").to_numpy(), values, side=side) - 1
+    return bins.astype(np.intp), labels.take
+
+
+def _is_period_end(freq: str) -> bool:
+    """Tell whether ``freq`` anchors on period ends (weeks, month/quarter/year ends)."""
+    rule = to_offset(freq).rule_code.split("-")[0]
+    return rule in ("W", "ME", "BME", "QE", "BQE", "YE", "BYE")
 
 
 def _require_columns(df: pd.DataFrame) -> None:

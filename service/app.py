@@ -5,45 +5,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware import Middleware
 
 from models.settings import MlflowSettings, get_mlflow_settings
+from service import errors
+from service.batching import MicroBatcher
+from service.heap import settle_heap
+from service.metrics import Metrics
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routes import router
+from service.schemas import ForecastRequest
 from service.settings import ApiSettings, get_api_settings
+from service.state import AppState
 from service.store import ModelStore
 
 log = logging.getLogger("nearcast.app")
 
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
 
 async def _follow_alias(store: ModelStore, every: float) -> None:
-    """Poll the registry forever; each refresh runs in a worker thread."""
+    """Poll the registry forever; each refresh (load + warm-up) runs in a worker thread."""
     while True:
         await asyncio.sleep(every)
         try:
-            await anyio.to_thread.run_sync(store.refresh_all)
+            if await anyio.to_thread.run_sync(store.refresh_all):
+                settle_heap()
         except Exception:  # never let the follower die
             log.exception("alias refresh failed")
 
 
-def create_app(
-    api: ApiSettings | None = None, mlflow_settings: MlflowSettings | None = None
-) -> FastAPI:
-    """Build the API; models load in the lifespan, before readiness turns true."""
-    api = api or get_api_settings()
-    mlflow_settings = mlflow_settings or get_mlflow_settings()
+def _batchers(state: AppState, names: list[str]) -> dict[str, MicroBatcher]:
+    s = state.settings
+    return {name: MicroBatcher(name, s.batch_max_series, s.batch_max_wait_ms / 1000.0,
+                               s.queue_max_series, state.metrics) for name in names}
 
+
+def _lifespan(state: AppState, mlflow_settings: MlflowSettings) -> Callable[[FastAPI], Any]:
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        api = state.settings
+        if not api.auth_enabled and api.host not in _LOOPBACK:
+            log.warning("auth is off (no NEARCAST_API_KEYS) while binding %s", api.host)
         client = mlflow_settings.connect()
         store = ModelStore(client, api.served_models(), api.alias, api.jit_compile)
-        app.state.store = store
-        await anyio.to_thread.run_sync(store.refresh_all)
+        await anyio.to_thread.run_sync(store.refresh_all)  # load + warm before ready
+        settle_heap()
+        state.batchers = _batchers(state, store.names)
+        for batcher in state.batchers.values():
+            batcher.start()
+        state.metrics.watch(store, lambda: state.batchers)
+        state.store = store
         task = asyncio.create_task(_follow_alias(store, api.poll_seconds))
         try:
             yield
@@ -51,28 +69,55 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for batcher in state.batchers.values():
+                await batcher.close()
 
-    app = FastAPI(title="nearcast", version="0.1.0", lifespan=lifespan,
-                  description="Forecasts from the model that holds the registry alias.")
-    app.state.api_settings = api
+    return lifespan
+
+
+def create_app(
+    api: ApiSettings | None = None, mlflow_settings: MlflowSettings | None = None
+) -> FastAPI:
+    """Build the API; models load in the lifespan, before readiness turns true."""
+    api = api or get_api_settings()
+    state = AppState(settings=api, metrics=Metrics())
+    app = FastAPI(
+        title="nearcast", version="0.1.0",
+        description="Forecasts from the registered model that holds the alias "
+        f"'{api.alias}'; the server follows the alias without a restart. Auth: "
+        "'Authorization: Bearer <key>' when keys are configured (off by default).",
+        lifespan=_lifespan(state, mlflow_settings or get_mlflow_settings()),
+        middleware=[Middleware(MetricsMiddleware, metrics=state.metrics),  # type: ignore[arg-type]
+                    Middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)],  # type: ignore[arg-type]
+    )
+    app.state.nearcast = state
     app.include_router(router)
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    errors.install(app)
+    app.openapi = _openapi(app, api)  # type: ignore[method-assign]
     return app
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    detail = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-              for e in exc.errors()]
-    first = detail[0] if detail else {"field": "body", "problem": "invalid"}
-    return JSONResponse(status_code=422, content={
-        "error": f"{first['field']}: {first['problem']}", "detail": detail})
+def _openapi(app: FastAPI, api: ApiSettings) -> Callable[[], dict[str, Any]]:
+    """OpenAPI with the forecast body (parsed by the route itself) and the configured limits."""
 
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            body = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(body.pop("$defs", {}))
+            comps["ForecastRequest"] = body
+            body["description"] = (f"{body.get('description', '')} At most {api.max_body_bytes} "
+                                   "bytes of JSON.").strip()
+            body["properties"]["series"]["maxItems"] = api.max_series
+            series = comps["SeriesIn"]["properties"]
+            series["values"]["maxItems"] = api.max_points
+            series["timestamps"]["anyOf"][0]["maxItems"] = api.max_points
+            app.openapi_schema = schema
+        return app.openapi_schema
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    headers = getattr(exc, "headers", None)
-    return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
-                        headers=headers)
+    return build
 
 
 __all__ = ["create_app"]

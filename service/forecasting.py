@@ -1,133 +1,172 @@
-"""Turn a validated request into model inputs and the response (off the event loop)."""
+"""``POST /v1/forecast`` end to end: parse, check against the model, prepare, batch, answer.
+
+Small requests on the fast path (regular ``start``, no nulls) are prepared on the event loop
+with numpy only; larger or irregular ones are prepared and answered in a worker thread. The
+model call always runs in the model's batcher thread (:mod:`service.batching`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
 import numpy as np
-import pandas as pd
+from pydantic import ValidationError
 
 from models.forecaster import Forecaster
-from models.inference import check_horizon
-from pipelines.padding import HistoryTooShortError
-from pipelines.prepare import regularize
-from pipelines.schema import DS, UNIQUE_ID, Y
+from pipelines.padding import FitResult, HistoryTooShortError, fit_histories
+from service import errors
+from service.batching import BatcherClosedError, QueueFullError
+from service.errors import ApiError
+from service.preparation import PreparedSeries, future_timestamps, is_fast, prepare_series
 from service.schemas import (
     ForecastRequest,
     ForecastResponse,
     PipelineReport,
     Provenance,
-    SeriesIn,
     SeriesOut,
 )
+from service.state import AppState
 from service.store import LoadedModel
 
-
-class RequestError(ValueError):
-    """A request the model cannot answer; ``field`` says where (e.g. ``series[2].values``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+_THREAD_SERIES = 16  # more series than this: prepare and answer off the event loop
+_THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    values: np.ndarray
-    last_ds: pd.Timestamp
-    filled: int
-    imputed: int
+class _Plan:
+    served: LoadedModel
+    horizon: int
+    quantiles: list[float]
 
 
-def _prepare(item: SeriesIn, forecaster: Forecaster) -> _Prepared:
-    """Regular float32 history of one series, with what the gap rule did."""
-    meta = forecaster.meta
-    values = np.asarray([np.nan if v is None else v for v in item.values], dtype=np.float64)
-    missing = int(np.isnan(values).sum())
-    if item.start is not None and not missing:
-        step = pd.tseries.frequencies.to_offset(meta.config.freq)
-        last = pd.Timestamp(item.start) + step * (len(values) - 1)
-        return _Prepared(values.astype(np.float32), _utc(last), 0, 0)
-    if item.timestamps is not None:
-        ds = pd.DatetimeIndex(item.timestamps)
-    else:
-        assert item.start is not None  # the schema requires one of the two
-        ds = pd.date_range(item.start, periods=len(values), freq=meta.config.freq)
-    frame = pd.DataFrame({UNIQUE_ID: item.id, DS: ds, Y: values})
-    prepared = regularize(frame, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
-    out = prepared.frame
-    if out[Y].isna().any():
-        raise ValueError("leading missing values cannot be filled; start the history at a value")
-    empty, filled = prepared.buckets.totals.empty_buckets, prepared.gaps.totals.filled
-    return _Prepared(out[Y].to_numpy(np.float32), _utc(out[DS].iloc[-1]), empty, filled)
+@dataclass(frozen=True)
+class _Inputs:
+    prepared: list[PreparedSeries]
+    fit: FitResult
 
 
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+def parse_request(body: bytes) -> ForecastRequest:
+    """Validate the JSON body; 422 :class:`ApiError` naming each bad field."""
+    try:
+        return ForecastRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise errors.from_validation(exc, _loose_json(body)) from None
 
 
-def _check_quantiles(req: ForecastRequest, forecaster: Forecaster) -> list[float]:
-    trained = forecaster.config.quantiles
+def _loose_json(body: bytes) -> object:
+    import json  # only on the error path: to name series by id
+
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def plan(req: ForecastRequest, state: AppState) -> _Plan:
+    """Pick the model and check the request against it and the server limits."""
+    settings = state.settings
+    if len(req.series) > settings.max_series:
+        raise ApiError(422, "series", f"{len(req.series)} series; the limit is "
+                                      f"{settings.max_series} per request")
+    try:
+        served = state.require_store().get(req.model)
+    except KeyError as exc:
+        raise ApiError(404, "model", str(exc.args[0])) from None
+    config = served.forecaster.config
+    horizon = config.horizon if req.horizon is None else req.horizon
+    if horizon > config.horizon:
+        raise ApiError(422, "horizon", f"{horizon} is longer than the model's horizon "
+                                       f"{config.horizon}")
     asked = req.quantiles or []
-    unknown = [q for q in asked if q not in trained]
+    unknown = [q for q in asked if q not in config.quantiles]
     if unknown:
-        raise RequestError("quantiles", f"quantiles {unknown} not served; model has {trained}")
-    return asked
+        served_qs = config.quantiles or "none"
+        raise ApiError(422, "quantiles", f"{unknown} not served; the model has {served_qs}")
+    for i, item in enumerate(req.series):
+        if len(item.values) > settings.max_points:
+            raise ApiError(422, f"series[{i}] (id {item.id!r}).values",
+                           f"{len(item.values)} points; the limit is {settings.max_points}")
+    return _Plan(served, horizon, asked)
 
 
-def run_forecast(req: ForecastRequest, served: LoadedModel, max_points: int) -> ForecastResponse:
-    """Validate against the model, forecast all series in one batch, build the response."""
-    fc = served.forecaster
-    horizon = req.horizon or fc.config.horizon
+def prepare(req: ForecastRequest, forecaster: Forecaster) -> _Inputs:
+    """Regular histories fitted to the window: ``(B, L)`` history and mask."""
+    prepared = [_prepare_one(i, req, forecaster) for i in range(len(req.series))]
     try:
-        check_horizon(fc, horizon)
-    except ValueError as exc:
-        raise RequestError("horizon", str(exc)) from None
-    quantiles = _check_quantiles(req, fc)
-    prepared = [_prepare_checked(i, item, fc, max_points) for i, item in enumerate(req.series)]
-    try:
-        result = fc.forecast([p.values for p in prepared])
+        fit = fit_histories([p.values for p in prepared], forecaster.config.window_spec())
     except HistoryTooShortError as exc:
-        raise RequestError(f"series[{exc.index}].values",
-                           f"series {req.series[exc.index].id!r}: {exc}") from None
-    return _response(req, served, horizon, quantiles, prepared, result)
+        item = req.series[exc.index]
+        raise ApiError(422, f"series[{exc.index}] (id {item.id!r}).values",
+                       f"{exc} after bucketing; shorter histories cannot be padded") from None
+    return _Inputs(prepared, fit)
 
 
-def _prepare_checked(i: int, item: SeriesIn, fc: Forecaster, max_points: int) -> _Prepared:
-    where = f"series[{i}]"
-    if len(item.values) > max_points:
-        raise RequestError(f"{where}.values", f"series {item.id!r}: {len(item.values)} points; "
-                                              f"the limit is {max_points}")
+def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> PreparedSeries:
+    item = req.series[i]
+    where = f"series[{i}] (id {item.id!r})"
     try:
-        prepared = _prepare(item, fc)
+        prepared = prepare_series(item, forecaster)
     except ValueError as exc:
-        raise RequestError(where, f"series {item.id!r}: {exc}") from None
-    if fc.config.scaling == "log_level" and (bad := np.flatnonzero(prepared.values <= 0)).size:
-        raise RequestError(f"{where}.values", f"series {item.id!r}: the model uses log scaling "
-                                              f"and needs values > 0; index {int(bad[0])} is "
-                                              f"{float(prepared.values[bad[0]])}")
+        raise ApiError(422, where, str(exc)) from None
+    bad = np.flatnonzero(prepared.values <= 0)
+    if forecaster.config.scaling == "log_level" and bad.size:
+        raise ApiError(422, f"{where}.values",
+                       f"the model uses log scaling and needs values > 0; grid point "
+                       f"{int(bad[0])} is {float(prepared.values[bad[0]]):g}")
     return prepared
 
 
-def _response(req: ForecastRequest, served: LoadedModel, horizon: int, quantiles: list[float],
-              prepared: list[_Prepared], result: object) -> ForecastResponse:
-    fc = served.forecaster
-    values, fit = result.values, result.fit  # type: ignore[attr-defined]
-    names = fc.config.output_names
+def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) -> bytes:
+    """The JSON response for ``values`` of shape ``(B, H, K)``."""
+    config = p.served.forecaster.config
+    names, point, fit = config.output_names, config.point_index, inputs.fit
+    columns = {f"{q:g}": names.index(f"q{q:g}") for q in p.quantiles}
     out = []
-    for i, (item, prep) in enumerate(zip(req.series, prepared, strict=True)):
-        block = values[i, :horizon, :]
-        qs = {f"{q:g}": block[:, names.index(f"q{q:g}")].tolist() for q in quantiles}
-        report = PipelineReport(
+    for i, (item, prep) in enumerate(zip(req.series, inputs.prepared, strict=True)):
+        block = values[i, : p.horizon, :].astype(np.float64)
+        report = PipelineReport.model_construct(
             points_in=len(item.values), points_used=int(fit.used[i]),
-            points_dropped=int(fit.dropped[i]), padded=fc.config.input_size - int(fit.used[i]),
+            points_dropped=int(fit.dropped[i]),
+            padded=config.input_size - int(fit.used[i]), points_aggregated=prep.aggregated,
             buckets_filled=prep.filled, values_imputed=prep.imputed)
-        out.append(SeriesOut(id=item.id, timestamps=list(fc.future_index(prep.last_ds, horizon)),
-                             forecast=block[:, fc.config.point_index].tolist(), quantiles=qs,
-                             pipeline=report))
-    prov = Provenance(model=served.name, version=served.ref.version, alias=served.alias,
-                      run_id=served.ref.run_id)
-    return ForecastResponse(model=prov, horizon=horizon, series=out)
+        out.append(SeriesOut.model_construct(
+            id=item.id, timestamps=future_timestamps(p.served.forecaster, prep.last, p.horizon),
+            forecast=block[:, point].tolist(),
+            quantiles={key: block[:, k].tolist() for key, k in columns.items()},
+            pipeline=report))
+    ref = p.served.ref
+    prov = Provenance.model_construct(model=p.served.name, version=ref.version,
+                                      alias=p.served.alias, run_id=ref.run_id)
+    return ForecastResponse.model_construct(model=prov, horizon=p.horizon,
+                                            series=out).model_dump_json().encode()
 
 
-__all__ = ["RequestError", "run_forecast"]
+async def run_forecast(state: AppState, body: bytes) -> bytes:
+    """Answer one forecast request body with the JSON response."""
+    if len(body) > _THREAD_BYTES:
+        req = await anyio.to_thread.run_sync(parse_request, body)
+    else:
+        req = parse_request(body)
+    p = plan(req, state)
+    forecaster = p.served.forecaster
+    heavy = len(req.series) > _THREAD_SERIES or not all(
+        is_fast(item, forecaster.config.freq) for item in req.series)
+    if heavy:
+        inputs = await anyio.to_thread.run_sync(prepare, req, forecaster)
+    else:
+        inputs = prepare(req, forecaster)
+    batcher = state.batchers[p.served.name]
+    retry = {"Retry-After": str(state.settings.retry_after_seconds)}
+    try:
+        values = await batcher.submit(p.served, inputs.fit.history, inputs.fit.mask)
+    except QueueFullError as exc:
+        raise ApiError(503, "server", f"busy: {exc}; retry later", headers=retry) from None
+    except BatcherClosedError as exc:
+        raise ApiError(503, "server", str(exc), headers=retry) from None
+    if heavy:
+        return await anyio.to_thread.run_sync(render, req, p, inputs, values)
+    return render(req, p, inputs, values)
+
+
+__all__ = ["parse_request", "plan", "prepare", "render", "run_forecast"]

@@ -2,128 +2,111 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request, Response
 
-from service.forecasting import RequestError, run_forecast
-from service.schemas import ForecastRequest, ForecastResponse
-from service.settings import ApiSettings
+from service.auth import require_admin, require_key
+from service.errors import ApiError
+from service.forecasting import run_forecast
+from service.heap import settle_heap
+from service.schemas import ErrorBody, ForecastResponse, ModelInfo, ReloadResult
+from service.state import State
 from service.store import ModelStore
 
 router = APIRouter()
 
-
-def get_store(request: Request) -> ModelStore:
-    """The model store living on app state."""
-    store: ModelStore = request.app.state.store
-    return store
-
-
-def get_settings(request: Request) -> ApiSettings:
-    """The API settings the app was built with."""
-    settings: ApiSettings = request.app.state.api_settings
-    return settings
-
-
-def _key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def require_key(request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]) -> None:
-    """Check the bearer key when keys are configured (admin keys work everywhere)."""
-    allowed = set(settings.api_keys) | set(settings.admin_keys)
-    if not allowed:
-        return
-    key = _key(request)
-    if key is None:
-        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if key not in allowed:
-        raise HTTPException(403, "API key not accepted")
-
-
-def require_admin(
-    request: Request, settings: Annotated[ApiSettings, Depends(get_settings)]
-) -> None:
-    """Check for an admin key (reload); open only when no keys are configured at all."""
-    if not settings.api_keys and not settings.admin_keys:
-        return
-    key = _key(request)
-    if key is None:
-        raise HTTPException(401, "missing admin key", headers={"WWW-Authenticate": "Bearer"})
-    if key not in settings.admin_keys:
-        raise HTTPException(403, "this key has no admin scope")
-
-
-Store = Annotated[ModelStore, Depends(get_store)]
-Settings = Annotated[ApiSettings, Depends(get_settings)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in [
+        (401, "Missing or unknown API key."), (404, "Unknown model."),
+        (413, "Body too large."), (422, "Invalid request: the error names field and problem."),
+        (503, "Queue full or no model loaded; see Retry-After."),
+    ]
+}
+_FORECAST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ForecastRequest"}}}}}
 
 
 @router.get("/healthz", tags=["ops"])
 async def healthz() -> dict[str, str]:
-    """Alive."""
+    """Alive (the process answers)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"])
-async def readyz(store: Store) -> Any:
-    """Ready when a model is loaded; details say whether the registry answers."""
-    body = {"ready": store.ready, "models": sorted(store.models),
+@router.get("/readyz", tags=["ops"], responses={503: _ERRORS[503]})
+async def readyz(state: State) -> dict[str, Any]:
+    """Ready when a model is loaded and warmed up."""
+    store = state.store
+    if store is None or not store.ready:
+        raise ApiError(503, "server", "no model loaded yet",
+                       headers={"Retry-After": str(state.settings.retry_after_seconds)})
+    return {"ready": True, "models": sorted(store.models),
             "registry_reachable": all(s.registry_reachable for s in store.status.values())}
-    if not store.ready:
-        raise HTTPException(503, "no model loaded yet")
-    return body
 
 
-@router.get("/v1/models", tags=["models"], dependencies=[Depends(require_key)])
-async def list_models(store: Store) -> list[dict[str, Any]]:
-    """What is served: version, alias, frequency, window, horizon, quantiles, metrics."""
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(state: State) -> Response:
+    """Prometheus metrics: requests, latency, batch sizes, queue depth, served versions."""
+    body, content_type = state.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _ts(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def model_infos(store: ModelStore) -> list[ModelInfo]:
+    """What each configured name serves and how its alias follower is doing."""
     out = []
     for name in store.names:
         status = store.status.get(name)
-        entry: dict[str, Any] = {
-            "name": name, "alias": store.alias,
-            "last_error": status.last_error if status else None,
-            "registry_reachable": status.registry_reachable if status else None,
-        }
-        if name in store.models:
-            m = store.models[name]
-            entry |= {"version": m.ref.version, "run_id": m.ref.run_id,
-                      **m.forecaster.describe(), "metrics": m.forecaster.meta.metrics}
-        out.append(entry)
+        info: dict[str, Any] = {"name": name, "alias": store.alias}
+        if status is not None:
+            info |= {"last_check": _ts(status.last_check), "last_error": status.last_error,
+                     "failed_version": status.failed_version,
+                     "registry_reachable": status.registry_reachable}
+        if (served := store.models.get(name)) is not None:
+            fc = served.forecaster
+            info |= {"version": served.ref.version, "run_id": served.ref.run_id,
+                     "loaded_at": _ts(served.loaded_at), "metrics": fc.meta.metrics,
+                     **fc.describe()}
+        out.append(ModelInfo.model_validate(info))
     return out
 
 
-@router.post("/v1/forecast", tags=["forecast"], dependencies=[Depends(require_key)])
-async def forecast(req: ForecastRequest, store: Store, settings: Settings) -> ForecastResponse:
-    """Forecast a batch of series with the served model."""
-    if len(req.series) > settings.max_series:
-        raise HTTPException(422, f"series: {len(req.series)} series; the limit is "
-                                 f"{settings.max_series}")
-    try:
-        served = store.get(req.model)
-    except KeyError as exc:
-        raise HTTPException(404, str(exc.args[0])) from None
-    try:
-        return await anyio.to_thread.run_sync(run_forecast, req, served, settings.max_points)
-    except RequestError as exc:
-        raise HTTPException(422, f"{exc.field}: {exc}") from None
+@router.get("/v1/models", tags=["models"], dependencies=[Depends(require_key)],
+            responses={401: _ERRORS[401]})
+async def list_models(state: State) -> list[ModelInfo]:
+    """What is served: version, run, frequency, window, horizon, quantiles, metrics, errors."""
+    return model_infos(state.require_store())
 
 
-@router.post("/v1/models/{name}/reload", tags=["models"], dependencies=[Depends(require_admin)])
-async def reload_model(name: str, store: Store) -> dict[str, Any]:
-    """Check the alias now and swap in a new version if it moved."""
+@router.post("/v1/forecast", tags=["forecast"], dependencies=[Depends(require_key)],
+             response_model=ForecastResponse, openapi_extra=_FORECAST_BODY, responses=_ERRORS)
+async def forecast(request: Request, state: State) -> Response:
+    """Forecast a batch of series with the served model (one batched model call)."""
+    body = await request.body()
+    return Response(await run_forecast(state, body), media_type="application/json")
+
+
+@router.post("/v1/models/{name}/reload", tags=["models"], dependencies=[Depends(require_admin)],
+             responses={**{k: _ERRORS[k] for k in (401, 404)}, 403: {"model": ErrorBody}})
+async def reload_model(name: str, state: State) -> ReloadResult:
+    """Admin: check the alias now and swap in a new version (retrying one that failed)."""
+    store = state.require_store()
     if name not in store.names:
-        raise HTTPException(404, f"model {name!r} is not configured; configured: {store.names}")
-    swapped = await anyio.to_thread.run_sync(store.refresh, name)
-    status = store.status[name]
+        raise ApiError(404, "name", f"model {name!r} is not configured; configured: "
+                                    f"{store.names}")
+    swapped = await anyio.to_thread.run_sync(lambda: store.refresh(name, force=True))
+    if swapped:
+        settle_heap()
     current = store.models.get(name)
-    return {"name": name, "swapped": swapped, "version": current.ref.version if current else None,
-            "last_error": status.last_error}
+    return ReloadResult(name=name, swapped=swapped,
+                        version=current.ref.version if current else None,
+                        last_error=store.status[name].last_error)
 
 
-__all__ = ["router"]
+__all__ = ["model_infos", "router"]

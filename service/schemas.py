@@ -1,12 +1,29 @@
-"""Request and response bodies of the forecast API (strict: unknown fields are rejected)."""
+"""Request and response bodies of the forecast API (strict: unknown fields are rejected).
+
+Numbers are strict JSON numbers (no numeric strings, no ``NaN``/``Infinity``); timestamps are
+ISO 8601 strings, naive ones read as UTC. The caps here are hard limits of the schema; the
+server settings may lower them (``/openapi.json`` shows the configured values).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
 
-_STRICT = ConfigDict(extra="forbid")
+from service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
+
+
+def _iso_string(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("timestamps must be ISO 8601 strings, e.g. '2024-01-01T00:00:00Z'")
+    return value
+
+
+Value = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Timestamp = Annotated[datetime, BeforeValidator(_iso_string)]
+_EXAMPLE_VALUES: list[JsonValue] = [605.0, 586.0, None, 559.0, 511.0]
 
 
 class SeriesIn(BaseModel):
@@ -14,93 +31,205 @@ class SeriesIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"id": "H1", "start": "2024-01-01T00:00:00Z",
-                                          "values": [605.0, 586.0, None, 559.0]}]},
+        json_schema_extra={"examples": [
+            {"id": "H1", "start": "2024-01-01T00:00:00Z", "values": _EXAMPLE_VALUES},
+            {"id": "H2", "timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z",
+                                        "2024-01-01T03:00:00Z"], "values": [5.0, 6.5, 7.0]},
+        ]},
     )
 
-    id: str = Field(..., min_length=1, max_length=200, description="Series key, echoed back.")
-    values: list[float | None] = Field(
-        ..., min_length=1, description="History, oldest first; null marks a missing value."
+    id: str = Field(..., min_length=1, max_length=200, strict=True, examples=["H1"],
+                    description="Series key, echoed back.")
+    values: list[Value | None] = Field(
+        ..., min_length=1, max_length=MAX_POINTS_CAP, examples=[_EXAMPLE_VALUES],
+        description="History, oldest first; finite JSON numbers, null marks a missing value "
+        "(filled by the model's gap rule). Histories longer than the model's window are cut to "
+        "its newest points; shorter ones are padded and masked down to the model's min_history "
+        "(GET /v1/models).",
     )
-    timestamps: list[datetime] | None = Field(
-        None, description="ISO 8601 time of each value (irregular allowed: bucketed onto the "
-        "model's grid with the model's aggregation and gap rule)."
+    timestamps: list[Timestamp] | None = Field(
+        None, min_length=1, max_length=MAX_POINTS_CAP,
+        examples=[["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z", "2024-01-01T03:00:00Z"]],
+        description="ISO 8601 time of each value, strictly increasing (naive = UTC). Irregular "
+        "times are bucketed onto the model's grid with the model's aggregation and gap rule.",
     )
-    start: datetime | None = Field(
-        None, description="Time of the first value when values are regular at the model's "
-        "frequency."
+    start: Timestamp | None = Field(
+        None, examples=["2024-01-01T00:00:00Z"],
+        description="Time of the first value when values are regular at the model's frequency "
+        "(naive = UTC; an off-grid start is floored onto the grid, as bucketing would).",
     )
 
     @model_validator(mode="after")
     def _one_time_axis(self) -> SeriesIn:
         if (self.timestamps is None) == (self.start is None):
             raise ValueError("give exactly one of 'timestamps' or 'start'")
-        if self.timestamps is not None and len(self.timestamps) != len(self.values):
-            raise ValueError(
-                f"{len(self.timestamps)} timestamps for {len(self.values)} values"
-            )
+        if self.timestamps is not None:
+            if len(self.timestamps) != len(self.values):
+                raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} "
+                                 "values; give one timestamp per value")
+            self.timestamps = [_utc(t) for t in self.timestamps]
+            for i in range(1, len(self.timestamps)):
+                if self.timestamps[i] <= self.timestamps[i - 1]:
+                    kind = "repeats" if self.timestamps[i] == self.timestamps[i - 1] else \
+                        "is before"
+                    raise ValueError(
+                        f"timestamps[{i}] ({self.timestamps[i].isoformat()}) {kind} "
+                        f"timestamps[{i - 1}]; timestamps must be strictly increasing")
+        if self.start is not None:
+            self.start = _utc(self.start)
         return self
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class ForecastRequest(BaseModel):
     """A batch of series to forecast with one model."""
 
-    model_config = _STRICT
-
-    series: list[SeriesIn] = Field(..., min_length=1, description="Series to forecast.")
-    horizon: int | None = Field(None, ge=1, description="Steps ahead (≤ the model's horizon).")
-    quantiles: list[float] | None = Field(
-        None, description="Quantiles to return (among those the model was trained with)."
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "series": [{"id": "H1", "start": "2024-01-01T00:00:00Z", "values": _EXAMPLE_VALUES}],
+            "horizon": 24, "quantiles": [0.1, 0.9]}]},
     )
-    model: str | None = Field(None, description="Served model name; default the first one.")
+
+    series: list[SeriesIn] = Field(
+        ..., min_length=1, max_length=MAX_SERIES_CAP,
+        examples=[[{"id": "H1", "start": "2024-01-01T00:00:00Z", "values": _EXAMPLE_VALUES}]],
+        description="Series to forecast (one model call for all).",
+    )
+    horizon: int | None = Field(
+        None, ge=1, le=MAX_HORIZON_CAP, strict=True, examples=[24],
+        description="Steps ahead, at most the model's horizon; default the model's horizon.",
+    )
+    quantiles: list[Annotated[float, Field(gt=0.0, lt=1.0, strict=True)]] | None = Field(
+        None, max_length=99, examples=[[0.1, 0.9]],
+        description="Quantiles to return, among those the model was trained with "
+        "(GET /v1/models); default none.",
+    )
+    model: str | None = Field(None, min_length=1, max_length=256, strict=True,
+                              examples=["nearcast-m4-hourly"],
+                              description="Served model name; default the first served model.")
 
 
 class PipelineReport(BaseModel):
     """What the input pipeline did to one series."""
 
-    points_in: int
-    points_used: int
-    points_dropped: int = Field(description="Oldest points beyond the model's window.")
-    padded: int = Field(description="Zero-padded (masked) steps at the start of the window.")
-    buckets_filled: int = Field(description="Grid buckets that held no observation.")
+    points_in: int = Field(description="Values received.", examples=[200])
+    points_used: int = Field(description="Real grid points in the model window.",
+                             examples=[168])
+    points_dropped: int = Field(description="Oldest grid points beyond the model's window (or "
+                                "not filling a whole fold).", examples=[32])
+    padded: int = Field(description="Zero-padded (masked) steps at the start of the window.",
+                        examples=[0])
+    points_aggregated: int = Field(0, description="Points merged into a grid bucket with an "
+                                   "earlier point (irregular timestamps).", examples=[0])
+    buckets_filled: int = Field(description="Grid buckets that held no observation.",
+                                examples=[1])
     values_imputed: int = Field(
-        description="Values filled by the gap rule (nulls and empty buckets)."
+        description="Values filled by the gap rule (nulls and empty buckets).", examples=[2]
     )
 
 
 class SeriesOut(BaseModel):
     """Forecast of one series."""
 
-    id: str
-    timestamps: list[datetime]
-    forecast: list[float]
-    quantiles: dict[str, list[float]] = Field(default_factory=dict)
-    pipeline: PipelineReport
+    id: str = Field(description="The request's series id.", examples=["H1"])
+    timestamps: list[datetime] = Field(description="UTC time of each forecast step.",
+                                       examples=[["2024-01-08T00:00:00Z"]])
+    forecast: list[float] = Field(description="Point forecast (the median for quantile "
+                                  "models).", examples=[[612.5]])
+    quantiles: dict[str, list[float]] = Field(
+        default_factory=dict, examples=[{"0.1": [580.1], "0.9": [640.7]}],
+        description="Requested quantile forecasts keyed by quantile; each ordered like "
+        "'forecast'.",
+    )
+    pipeline: PipelineReport = Field(description="What the input pipeline did.")
 
 
 class Provenance(BaseModel):
     """Which model answered."""
 
-    model: str
-    version: int
-    alias: str
-    run_id: str
+    model: str = Field(description="Registered model name.", examples=["nearcast-m4-hourly"])
+    version: int = Field(description="Registered version.", examples=[3])
+    alias: str = Field(description="The alias the server follows.", examples=["champion"])
+    run_id: str = Field(description="MLflow run that trained the version.",
+                        examples=["0f5c1f0d6a8e4f1b9c3d2e1f0a9b8c7d"])
 
 
 class ForecastResponse(BaseModel):
     """Forecasts plus provenance."""
 
-    model: Provenance
-    horizon: int
-    series: list[SeriesOut]
+    model: Provenance = Field(description="The model version that answered.")
+    horizon: int = Field(description="Steps forecast.", examples=[24])
+    series: list[SeriesOut] = Field(description="One forecast per request series, in order.")
+
+
+class ModelInfo(BaseModel):
+    """One configured model name: what is served and how the alias follower is doing."""
+
+    name: str = Field(description="Registered model name.", examples=["nearcast-m4-hourly"])
+    alias: str = Field(description="Alias the server follows.", examples=["champion"])
+    version: int | None = Field(None, description="Served version; null before the first "
+                                "successful load.", examples=[3])
+    run_id: str | None = Field(None, description="MLflow run that trained the served version.",
+                               examples=["0f5c1f0d6a8e4f1b9c3d2e1f0a9b8c7d"])
+    loaded_at: datetime | None = Field(None, description="When the served version was loaded.",
+                                       examples=["2024-01-08T00:00:00Z"])
+    freq: str | None = Field(None, description="Grid frequency (pandas alias).", examples=["h"])
+    horizon: int | None = Field(None, description="Longest horizon (steps).", examples=[48])
+    input_size: int | None = Field(None, description="Input window (points).", examples=[168])
+    min_history: int | None = Field(None, description="Shortest accepted history.",
+                                    examples=[48])
+    quantiles: list[float] = Field(default_factory=list, examples=[[0.1, 0.5, 0.9]],
+                                   description="Quantiles the model was trained with.")
+    cell: str | None = Field(None, description="Recurrent cell.", examples=["lstm"])
+    scaling: str | None = Field(None, description="Per-window scaling rule.",
+                                examples=["log_level"])
+    gap_policy: str | None = Field(None, description="How missing grid values are filled.",
+                                   examples=["linear"])
+    metrics: dict[str, float] = Field(default_factory=dict, description="Holdout scores.",
+                                      examples=[{"smape": 13.6, "mase": 1.25, "owa": 0.61}])
+    last_check: datetime | None = Field(None, description="Last registry poll.",
+                                        examples=["2024-01-08T00:00:30Z"])
+    last_error: str | None = Field(None, description="Why the newest version is not served.",
+                                   examples=[None])
+    failed_version: int | None = Field(None, description="Version that failed to load or warm.",
+                                       examples=[None])
+    registry_reachable: bool | None = Field(None, description="Whether the last poll reached "
+                                            "the registry.", examples=[True])
+
+
+class ReloadResult(BaseModel):
+    """Outcome of a forced alias check."""
+
+    name: str = Field(description="Registered model name.", examples=["nearcast-m4-hourly"])
+    swapped: bool = Field(description="True when a new version was loaded and swapped in.",
+                          examples=[True])
+    version: int | None = Field(description="Version served now.", examples=[4])
+    last_error: str | None = Field(None, description="Why the alias' version is not served.",
+                                   examples=[None])
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a request."""
+
+    field: str = Field(description="Where: a JSON path such as series[2].values[7].",
+                       examples=["series[0].values[3]"])
+    problem: str = Field(description="What is wrong.",
+                         examples=["Input should be a finite number"])
 
 
 class ErrorBody(BaseModel):
     """Every 4xx/5xx body."""
 
-    error: str
-    detail: list[dict[str, object]] = Field(default_factory=list)
+    error: str = Field(description="One-line summary naming the field and the problem.",
+                       examples=["series[0] (id 'H1').values[3]: Input should be a finite number"])
+    detail: list[ErrorDetail] = Field(default_factory=list,
+                                      description="Every problem found, first one first.")
 
 
-__all__ = ["ErrorBody", "ForecastRequest", "ForecastResponse", "PipelineReport", "Provenance",
-           "SeriesIn", "SeriesOut"]
+__all__ = ["ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse", "ModelInfo",
+           "PipelineReport", "Provenance", "ReloadResult", "SeriesIn", "SeriesOut", "Timestamp",
+           "Value"]

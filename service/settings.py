@@ -1,13 +1,28 @@
-"""API settings (env prefix ``NEARCAST_``), read through a cached getter and injected."""
+"""API settings (env prefix ``NEARCAST_``), read through a cached getter and injected.
+
+Auth is off by default on the embedded default (no keys configured): anyone who can reach the
+port may forecast and reload. Set ``NEARCAST_API_KEYS`` (forecast and listing) and
+``NEARCAST_ADMIN_KEYS`` (also reload) before binding anything but 127.0.0.1. List settings
+take a JSON list (``'["k1","k2"]'``) or a comma-separated string (``k1,k2``).
+"""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.settings import get_mlflow_settings
+
+#: Hard caps of the request schema (the settings may only lower them).
+MAX_SERIES_CAP = 10_000
+MAX_POINTS_CAP = 100_000
+MAX_HORIZON_CAP = 10_000
+
+_StrList = Annotated[list[str], NoDecode]
 
 
 class ApiSettings(BaseSettings):
@@ -18,21 +33,58 @@ class ApiSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    models: list[str] = Field(
+    access_log: bool = Field(False, description="uvicorn access log (metrics cover requests).")
+    models: _StrList = Field(
         default_factory=list, description="Registered model names to serve; default: model_name."
     )
     alias: str = "champion"
     poll_seconds: float = Field(30.0, gt=0.0, description="Alias polling interval.")
-    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty = no auth.")
-    admin_keys: list[str] = Field(default_factory=list, description="Keys allowed to reload.")
-    max_series: int = Field(1024, ge=1, description="Series per request.")
-    max_points: int = Field(10_000, ge=1, description="History points per series.")
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    api_keys: _StrList = Field(default_factory=list, description="Bearer keys; empty = no auth.")
+    admin_keys: _StrList = Field(default_factory=list, description="Keys allowed to reload.")
+    max_series: int = Field(1024, ge=1, le=MAX_SERIES_CAP, description="Series per request.")
+    max_points: int = Field(
+        10_000, ge=1, le=MAX_POINTS_CAP, description="History points per series."
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Request body size.")
     jit_compile: bool = Field(False, description="Compile the model function with XLA.")
+    batch_max_series: int = Field(
+        256, ge=1, description="Series per batched model call (micro-batching)."
+    )
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0.0, le=100.0,
+        description="Longest wait for more requests to join a batch; the wait also ends as "
+        "soon as an event-loop turn brings no new request.",
+    )
+    queue_max_series: int = Field(
+        4096, ge=1, description="Series queued or running per model before answering 503."
+    )
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After of a 503 (queue full).")
+
+    @field_validator("models", "api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSettings:
+        if self.queue_max_series < self.batch_max_series:
+            raise ValueError(f"queue_max_series {self.queue_max_series} is below "
+                             f"batch_max_series {self.batch_max_series}")
+        return self
 
     def served_models(self) -> list[str]:
         """Model names to serve (falls back to the MLflow settings' model name)."""
         return self.models or [get_mlflow_settings().model_name]
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when any key is configured."""
+        return bool(self.api_keys or self.admin_keys)
 
 
 @lru_cache
@@ -41,4 +93,5 @@ def get_api_settings() -> ApiSettings:
     return ApiSettings()
 
 
-__all__ = ["ApiSettings", "get_api_settings"]
+__all__ = ["MAX_HORIZON_CAP", "MAX_POINTS_CAP", "MAX_SERIES_CAP", "ApiSettings",
+           "get_api_settings"]

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from mlflow import MlflowClient
 
 from models.artifact import load_forecaster
@@ -35,6 +36,7 @@ class ModelStatus:
     last_error: str | None = None
     failed_version: int | None = None
     registry_reachable: bool = True
+    failures: int = 0
 
 
 @dataclass
@@ -57,8 +59,12 @@ class ModelStore:
         except KeyError:
             raise KeyError(f"model {key!r} is not served; served: {sorted(self.models)}") from None
 
-    def refresh(self, name: str) -> bool:
+    def refresh(self, name: str, force: bool = False) -> bool:
         """Load ``name@alias`` if its version changed; keep the old one on any failure.
+
+        Args:
+            name: registered model name.
+            force: retry a version that failed before (the poller skips it).
 
         Returns:
             True when a new version was swapped in.
@@ -69,36 +75,39 @@ class ModelStore:
             try:
                 ref = version_for_alias(self.client, name, self.alias)
             except Exception as exc:  # registry down: keep serving what we have
-                status.registry_reachable, status.last_error = False, f"registry: {exc}"
+                status.registry_reachable = False
+                status.last_error = f"registry unreachable ({type(exc).__name__}); see the log"
                 log.warning("registry unreachable for %s: %s", name, exc)
                 return False
             status.registry_reachable = True
             current = self.models.get(name)
             if ref is None or (current is not None and current.ref.version == ref.version):
                 status.last_error = None if ref else f"no version has alias {self.alias!r}"
+                if ref is not None:
+                    status.failed_version = None
                 return False
-            if status.failed_version == ref.version:
+            if status.failed_version == ref.version and not force:
                 return False
             return self._load(name, ref, status)
 
     def _load(self, name: str, ref: VersionRef, status: ModelStatus) -> bool:
         try:
             forecaster = load_forecaster(f"models:/{name}/{ref.version}", self.jit_compile)
-            forecaster.warmup()
+            _warm(forecaster)
         except Exception as exc:
-            status.failed_version, status.last_error = ref.version, f"v{ref.version}: {exc}"
+            status.failed_version, status.last_error = ref.version, _public(ref.version, exc)
+            status.failures += 1
             log.error("loading %s v%s failed; keeping the current model: %s", name, ref.version,
-                      exc)
+                      exc, exc_info=not isinstance(exc, WarmupError | OSError))
             return False
         self.models[name] = LoadedModel(name, self.alias, ref, forecaster, time.time())
         status.failed_version, status.last_error = None, None
         log.info("serving %s v%s (alias %s)", name, ref.version, self.alias)
         return True
 
-    def refresh_all(self) -> None:
-        """Refresh every configured model name."""
-        for name in self.names:
-            self.refresh(name)
+    def refresh_all(self) -> list[str]:
+        """Refresh every configured model name; returns the names that got a new version."""
+        return [name for name in self.names if self.refresh(name)]
 
     @property
     def ready(self) -> bool:
@@ -106,4 +115,31 @@ class ModelStore:
         return bool(self.models)
 
 
-__all__ = ["LoadedModel", "ModelStatus", "ModelStore"]
+class WarmupError(ValueError):
+    """A loaded model answered the warm-up call wrongly."""
+
+
+def _public(version: int, exc: Exception) -> str:
+    """What the API may say about a failed load: no paths, no internals (the log has them)."""
+    if isinstance(exc, WarmupError):
+        return f"v{version} failed its warm-up: {exc}"
+    if isinstance(exc, OSError):
+        return f"v{version} could not be loaded: artifact missing or unreadable " \
+               f"({type(exc).__name__}); see the server log"
+    return f"v{version} could not be loaded ({type(exc).__name__}); see the server log"
+
+
+def _warm(forecaster: Forecaster) -> None:
+    """Trace the compiled function once and check it answers ``(1, H, K)`` finite values."""
+    c = forecaster.config
+    forecaster.warmup()
+    window = 100.0 + np.arange(c.input_size, dtype=np.float32) % max(c.season, 1)
+    out = forecaster.predict_arrays(window[None, :], np.ones((1, c.input_size), np.float32))
+    expected = (1, c.horizon, len(c.output_names))
+    if out.shape != expected:
+        raise WarmupError(f"output has shape {out.shape}, expected {expected}")
+    if not np.isfinite(out).all():
+        raise WarmupError("the forecast is not finite")
+
+
+__all__ = ["LoadedModel", "ModelStatus", "ModelStore", "WarmupError"]

@@ -34,13 +34,14 @@ def _encoder(steps: Any, step_mask: Any, config: ModelConfig) -> Any:
     return x
 
 
-def build_model(config: ModelConfig) -> keras.Model:
+def build_model(config: ModelConfig, name: str | None = None) -> keras.Model:
     """Build the forecaster graph.
 
     Inputs: ``{"history": (B, T), "mask": (B, T)}`` raw values and 1.0/0.0 padding mask,
     ``T`` a multiple of ``config.fold`` (normally ``config.input_size``).
     Outputs: ``{"forecast": (B, H, K), "scaled": (B, H, K), "level": (B, 1)}``: raw-scale
     forecasts, the same in the scaled space (what the loss sees) and the window level.
+    ``name`` must be unique among models joined into one ensemble graph.
     """
     history = keras.Input((None,), name="history")
     mask = keras.Input((None,), name="mask")
@@ -64,7 +65,8 @@ def build_model(config: ModelConfig) -> keras.Model:
         scaled = SortLast(name="sort_quantiles")(scaled)
     forecast = Unscale(config.scaling, name="unscale")([scaled, level])
     outputs = {"forecast": forecast, "scaled": scaled, "level": level}
-    return keras.Model({"history": history, "mask": mask}, outputs, name=f"nearcast_{config.cell}")
+    return keras.Model({"history": history, "mask": mask}, outputs,
+                       name=name or f"nearcast_{config.cell}")
 
 
 def _skip(z: Any, config: ModelConfig, length: int) -> Any:

@@ -1,0 +1,175 @@
+"""Rolling-origin backtests of a fixed forecaster next to the naive baselines.
+
+The forecaster is never refitted: fold ``k`` cuts every series at its cutoff (see
+:func:`pipelines.splits.backtest_folds`), forecasts from the history up to that cutoff and scores
+the next ``h`` points. Each fold goes through :func:`models.evaluation.evaluate_histories`, the
+same scoring path as the training holdout, so a one-fold backtest equals the holdout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.evaluation import REFERENCE, Evaluation, evaluate_histories
+from models.forecaster import Forecaster
+from models.metrics import owa
+from pipelines.padding import usable_length
+from pipelines.splits import Fold, backtest_folds
+from pipelines.windows import SeriesTable
+
+METRICS = ("smape", "mase", "owa", "mae", "rmse")
+"""Metrics of a backtest, in display order."""
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Scores of every fold and over all folds.
+
+    Attributes:
+        horizon: points scored per series and fold (``h``).
+        step: rows between consecutive cutoffs.
+        cutoffs: per fold (oldest first), each series' last history timestamp.
+        folds: per fold, the evaluation (actuals ``(S, h)``, forecasts, scores).
+        aggregate: method -> metric over all folds (see :func:`aggregate_scores`).
+    """
+
+    horizon: int
+    step: int
+    cutoffs: list[dict[str, pd.Timestamp]]
+    folds: list[Evaluation]
+    aggregate: dict[str, dict[str, float]]
+
+    @property
+    def methods(self) -> list[str]:
+        """``model`` then the baselines."""
+        return list(self.aggregate)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Aggregate ``{"<method>_<metric>": value}`` for logging."""
+        return {f"{m}_{k}": v for m, s in self.aggregate.items() for k, v in s.items()}
+
+    def table(self) -> pd.DataFrame:
+        """Scores as a frame: one row per (fold, method), then the aggregate ``all`` rows.
+
+        Columns: ``fold``, ``cutoff`` (the fold's latest series cutoff), ``method`` and
+        :data:`METRICS`.
+        """
+        rows = []
+        for k, (cut, ev) in enumerate(zip(self.cutoffs, self.folds, strict=True), 1):
+            last = max(cut.values()).isoformat()
+            rows += [{"fold": str(k), "cutoff": last, "method": m} | _pick(s)
+                     for m, s in ev.scores.items()]
+        rows += [{"fold": "all", "cutoff": "", "method": m} | _pick(s)
+                 for m, s in self.aggregate.items()]
+        return pd.DataFrame(rows)
+
+
+    def summary(self) -> str:
+        """A plain-text table: aggregate scores per method, then model vs baselines per fold."""
+        head = f"{'method':16s}" + "".join(f"{_LABELS[k]:>9s}" for k in METRICS)
+        lines = [f"all {len(self.folds)} folds x {self.horizon} points "
+                 f"(step {self.step}, {len(self.folds[0].ids)} series)", head]
+        lines += [f"{m:16s}" + "".join(f"{s[k]:9.3f}" for k in METRICS)
+                  for m, s in self.aggregate.items()]
+        lines.append(f"{'fold, cutoff':29s}" + "".join(f"{m:>17s}" for m in self.methods)
+                     + "   (sMAPE / MASE)")
+        for k, (cut, ev) in enumerate(zip(self.cutoffs, self.folds, strict=True), 1):
+            cells = "".join(f"{ev.scores[m]['smape']:8.2f} /{ev.scores[m]['mase']:7.3f}"
+                            for m in self.methods)
+            lines.append(f"{k:<3d} {max(cut.values()).isoformat():24s} {cells}")
+        return "\n".join(lines)
+
+
+_LABELS = {"smape": "sMAPE", "mase": "MASE", "owa": "OWA", "mae": "MAE", "rmse": "RMSE"}
+
+
+def _pick(scores: dict[str, float]) -> dict[str, float]:
+    return {k: scores[k] for k in METRICS}
+
+
+def backtest(
+    forecaster: Forecaster, df: pd.DataFrame, n_folds: int, step: int | None = None,
+    horizon: int | None = None,
+) -> Backtest:
+    """Score ``forecaster`` and the baselines on ``n_folds`` rolling-origin folds of ``df``.
+
+    Args:
+        forecaster: the fixed model.
+        df: regular, gap-filled long frame ``(unique_id, ds, y)`` at the model's frequency.
+        n_folds: number of folds (the last one ends at each series' end).
+        step: rows between consecutive cutoffs; defaults to ``horizon`` (adjacent test windows).
+        horizon: points scored per fold; defaults to the model's horizon (and may not exceed it).
+
+    Returns:
+        Per-fold and aggregate scores.
+
+    Raises:
+        ValueError: on a horizon outside ``1..model horizon`` or a series whose history before
+            the first cutoff is shorter than the model's minimum (naming series and cutoff).
+        DataValidationError: from the split, for series with no training row left.
+    """
+    h = forecaster.config.horizon if horizon is None else horizon
+    if not 1 <= h <= forecaster.config.horizon:
+        raise ValueError(f"horizon {h} is outside 1..{forecaster.config.horizon} (the model's)")
+    folds = backtest_folds(df, h, n_folds, step)
+    evaluations = []
+    for k, fold in enumerate(folds, 1):
+        ids, insample, actual = _fold_arrays(fold, h)
+        _check_history(forecaster, ids, insample, fold, k)
+        evaluations.append(evaluate_histories(forecaster, ids, insample, actual))
+    return Backtest(h, h if step is None else step, [f.cutoffs for f in folds], evaluations,
+                    aggregate_scores(evaluations))
+
+
+def _fold_arrays(fold: Fold, h: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Fold frames to ``(ids (S,), histories [S x (n_i,)], actual (S, h))``."""
+    train, test = SeriesTable.from_long(fold.train), SeriesTable.from_long(fold.test)
+    if not np.array_equal(train.ids, test.ids) or (test.lengths != h).any():
+        raise ValueError("fold train and test frames disagree on their series")  # split bug
+    insample = [train.series(i).astype(np.float64) for i in range(len(train.ids))]
+    return train.ids, insample, test.values.reshape(len(test.ids), h).astype(np.float64)
+
+
+def _check_history(
+    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], fold: Fold, k: int
+) -> None:
+    spec = forecaster.config.window_spec()
+    short = [(str(uid), len(x)) for uid, x in zip(ids, insample, strict=True)
+             if usable_length(len(x), spec) < spec.shortest_history]
+    if short:
+        uid, n = short[0]
+        raise ValueError(
+            f"fold {k}: {len(short)} series too short before the cutoff, e.g. {uid} has {n} "
+            f"points up to {fold.cutoffs[uid].isoformat()}; the model needs at least "
+            f"{spec.shortest_history} (in multiples of {spec.fold}). Use fewer folds or a "
+            f"smaller step. Short series: {[s for s, _ in short[:10]]}"
+        )
+
+
+def aggregate_scores(folds: list[Evaluation]) -> dict[str, dict[str, float]]:
+    """Scores over all folds, as if every fold's points were pooled.
+
+    Every fold scores the same series over the same horizon, so pooled MAE, sMAPE and MASE
+    (MASE keeps each fold's own in-sample scale) are the means of the fold values, and pooled
+    RMSE is the root of the mean of squared fold RMSEs. OWA is recomputed from the aggregate
+    sMAPE and MASE relative to Naive2's; interval coverages (quantile models) are averaged.
+    """
+    methods = list(folds[0].scores)
+    out: dict[str, dict[str, float]] = {}
+    for m in methods:
+        per = {k: np.array([ev.scores[m][k] for ev in folds]) for k in ("mae", "smape", "mase")}
+        out[m] = {k: float(v.mean()) for k, v in per.items()}
+        rmse = np.array([ev.scores[m]["rmse"] for ev in folds])
+        out[m]["rmse"] = float(np.sqrt(np.mean(rmse**2)))
+    ref = out[REFERENCE]
+    for s in out.values():
+        s["owa"] = owa(s["smape"], s["mase"], ref["smape"], ref["mase"])
+    for key in folds[0].intervals:
+        out["model"][key] = float(np.mean([ev.intervals[key] for ev in folds]))
+    return out
+
+
+__all__ = ["METRICS", "Backtest", "aggregate_scores", "backtest"]

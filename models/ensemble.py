@@ -1,0 +1,80 @@
+"""Ensembles as one model: members joined in a single Keras graph, combined by median or mean.
+
+The joined graph takes the widest member window; each member reads the newest points it was
+built for, so the service runs all members in one batched call and the artifact, pyfunc and
+fast path are those of any single forecaster.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from models.architectures.combine import Combine, TakeLast, WidenIntervals
+from models.config import ModelConfig
+from models.metrics import interval_coverage
+
+
+def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:
+    """Config the joined model presents: widest window, shared horizon/frequency/quantiles.
+
+    Raises:
+        ValueError: naming the field when members disagree on what must be shared.
+    """
+    for field in ("horizon", "freq", "fold", "season", "quantiles"):
+        values = {str(getattr(c, field)) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"ensemble members disagree on {field}: {sorted(values)}")
+    widest = max(configs, key=lambda c: c.input_size)
+    shortest = max(c.shortest_history for c in configs)
+    return widest.model_copy(update={"min_history": shortest})
+
+
+def join_members(
+    members: list[keras.Model], configs: list[ModelConfig], how: str = "median",
+    interval_factor: float | None = None,
+) -> keras.Model:
+    """One graph over all members.
+
+    Inputs ``{"history": (B, T), "mask": (B, T)}``; output ``{"forecast": (B, H, K)}``.
+    """
+    joined = ensemble_config(configs)
+    history = keras.Input((None,), name="history")
+    mask = keras.Input((None,), name="mask")
+    outputs = []
+    for i, (member, cfg) in enumerate(zip(members, configs, strict=True)):
+        inputs = {"history": TakeLast(cfg.input_size, name=f"history_{i}")(history),
+                  "mask": TakeLast(cfg.input_size, name=f"mask_{i}")(mask)}
+        outputs.append(member(inputs)["forecast"])
+    forecast = Combine(how, name="combine")(outputs) if len(outputs) > 1 else outputs[0]
+    if interval_factor is not None:
+        forecast = WidenIntervals(interval_factor, joined.point_index, name="widen")(forecast)
+    return keras.Model({"history": history, "mask": mask}, {"forecast": forecast},
+                       name="nearcast_ensemble")
+
+
+def interval_factor(
+    forecasts: np.ndarray, actual: np.ndarray, config: ModelConfig, target: float
+) -> float:
+    """Widening factor giving the outermost central interval ``target`` coverage.
+
+    Args:
+        forecasts: validation forecasts, shape ``(N, H, K)``.
+        actual: validation actuals, shape ``(N, H)``.
+        config: the model's config (quantiles, point index).
+        target: wanted coverage, e.g. 0.8.
+
+    Returns:
+        The smallest factor from a fine grid whose coverage reaches ``target``.
+    """
+    lo, hi, p = 0, len(config.quantiles) - 1, config.point_index
+    point = forecasts[:, :, p]
+    for factor in np.arange(0.2, 5.0, 0.01):
+        lower = point + (forecasts[:, :, lo] - point) * factor
+        upper = point + (forecasts[:, :, hi] - point) * factor
+        if interval_coverage(actual, lower, upper) >= target:
+            return float(round(factor, 2))
+    return 5.0
+
+
+__all__ = ["ensemble_config", "interval_factor", "join_members"]

@@ -1,0 +1,123 @@
+"""One request series -> a regular float32 history on the model's grid, with what was done.
+
+Fast path (no pandas): a regular series (``start``) without nulls at a fixed-length frequency
+is converted with numpy only. Everything else (irregular ``timestamps``, nulls, calendar
+frequencies) goes through the model's own pipeline rule, :func:`pipelines.prepare.regularize`
+(validate -> bucket with the model's aggregation -> fill gaps with the model's policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import Day, Tick
+
+from models.forecaster import Forecaster
+from pipelines.prepare import regularize
+from pipelines.schema import DS, UNIQUE_ID, Y
+from service.schemas import SeriesIn
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PreparedSeries:
+    """A regular history and the pipeline's counts.
+
+    Attributes:
+        values: float32 history on the grid, shape ``(T,)``, finite.
+        last: UTC time of the last grid point.
+        aggregated: points merged into a bucket with an earlier point.
+        filled: grid buckets that held no observation.
+        imputed: values filled by the gap rule.
+    """
+
+    values: np.ndarray
+    last: datetime
+    aggregated: int = 0
+    filled: int = 0
+    imputed: int = 0
+
+
+@lru_cache(maxsize=64)
+def fixed_step(freq: str) -> timedelta | None:
+    """The length of one step of ``freq`` when it is fixed (hours, minutes, days), else None."""
+    offset = to_offset(freq)
+    if isinstance(offset, Tick | Day):
+        return timedelta(microseconds=int(offset.nanos) // 1000)
+    return None
+
+
+def is_fast(item: SeriesIn, freq: str) -> bool:
+    """True when ``item`` needs no pandas: regular ``start``, no nulls, fixed-length steps."""
+    return item.start is not None and None not in item.values and fixed_step(freq) is not None
+
+
+def future_timestamps(forecaster: Forecaster, last: datetime, horizon: int) -> list[datetime]:
+    """The ``horizon`` grid times after ``last`` (UTC)."""
+    step = fixed_step(forecaster.config.freq)
+    if step is not None:
+        return [last + step * k for k in range(1, horizon + 1)]
+    return list(forecaster.future_index(pd.Timestamp(last), horizon).to_pydatetime())
+
+
+def prepare_series(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
+    """Put one series on the model's grid.
+
+    Raises:
+        ValueError: the pipeline rejected the series or could not fill it (message says why).
+    """
+    freq = forecaster.config.freq
+    if is_fast(item, freq):
+        step = fixed_step(freq)
+        assert step is not None and item.start is not None  # is_fast checked both
+        values = _finite32(np.asarray(item.values, dtype=np.float64))
+        # Flooring onto the epoch-aligned grid is what bucketing does to a regular series.
+        start = _EPOCH + ((item.start - _EPOCH) // step) * step
+        return PreparedSeries(values, start + step * (len(values) - 1))
+    return _regularize(item, forecaster)
+
+
+def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
+    meta = forecaster.meta
+    raw = np.asarray([np.nan if v is None else v for v in item.values], dtype=np.float64)
+    if item.timestamps is not None:
+        ds = pd.DatetimeIndex(item.timestamps)
+    else:
+        assert item.start is not None  # the schema requires one of the two
+        ds = pd.date_range(item.start, periods=len(raw), freq=meta.config.freq)
+    frame = pd.DataFrame({UNIQUE_ID: item.id, DS: ds, Y: raw})
+    done = regularize(frame, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
+    out = done.frame
+    missing = np.flatnonzero(out[Y].isna().to_numpy())
+    if missing.size:
+        where = "the start" if missing[0] == 0 else "the end"
+        raise ValueError(f"missing values at {where} of the history cannot be filled by the "
+                         f"model's gap rule ({meta.gap_policy!r}); begin and end the history "
+                         "with a value")
+    last = pd.Timestamp(out[DS].iloc[-1])
+    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    return PreparedSeries(
+        values=_finite32(out[Y].to_numpy(np.float64)), last=last.to_pydatetime(),
+        aggregated=done.buckets.totals.rows_aggregated, filled=done.buckets.totals.empty_buckets,
+        imputed=done.gaps.totals.filled,
+    )
+
+
+def _finite32(values: np.ndarray) -> np.ndarray:
+    """float64 -> float32, rejecting values the model cannot represent."""
+    with np.errstate(over="ignore"):
+        out = values.astype(np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise ValueError(f"value {values[bad]:g} at position {bad} is outside the float32 range "
+                         "the model computes in")
+    return out
+
+
+__all__ = ["PreparedSeries", "fixed_step", "future_timestamps", "is_fast", "prepare_series"]

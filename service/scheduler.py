@@ -1,0 +1,216 @@
+"""``nearcast scheduler``: run ``nearcast retrain`` for job files on their cron schedules.
+
+Each job file with a ``retrain.schedule`` is one APScheduler job. A run is a ``nearcast
+retrain`` subprocess: TensorFlow never lives in the scheduler, a crash or leak in one run cannot
+take the scheduler down, and the retraining lock still keeps out runs started elsewhere (cron,
+a Kubernetes CronJob, a person). Per job: at most one run at a time (a fire while a run is
+going is skipped and logged), fires missed while the scheduler was busy or down are coalesced
+into one, and a fire later than ``retrain.misfire_grace_seconds`` is skipped.
+
+Cron expressions read like crontab (weekday 0 or 7 is Sunday) with one difference: when both
+day-of-month and weekday are restricted, both must match (crontab runs when either does).
+Six fields mean a leading seconds field.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from models.retraining import RetrainConfig, read_retrain_section
+
+log = logging.getLogger("nearcast.scheduler")
+
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+_EXIT_BUSY = 3  # service.retrain.EXIT_BUSY; not imported to keep MLflow out of the scheduler
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A job file and its retraining schedule."""
+
+    config: Path
+    model: str | None
+    retrain: RetrainConfig
+
+    @property
+    def label(self) -> str:
+        """How logs name the job: the file and, when set in it, the model."""
+        return f"{self.config.name} ({self.model})" if self.model else self.config.name
+
+
+def load_jobs(configs: Sequence[Path]) -> list[ScheduledJob]:
+    """Read each file's ``retrain:`` section; every file must set ``retrain.schedule``.
+
+    Raises:
+        ValueError: naming the file, when it is invalid, has no schedule or a bad cron field.
+    """
+    jobs = []
+    for path in configs:
+        model, cfg = read_retrain_section(path)
+        if not cfg.schedule:
+            raise ValueError(f"{path}: retrain.schedule is not set (e.g. '0 3 * * *')")
+        cron_trigger(cfg.schedule, cfg.timezone, where=str(path))
+        jobs.append(ScheduledJob(Path(path), model, cfg))
+    return jobs
+
+
+def cron_trigger(expr: str, timezone: str = "UTC", where: str = "schedule") -> CronTrigger:
+    """A trigger from 5 crontab fields (or 6 with leading seconds).
+
+    Raises:
+        ValueError: naming ``where`` and the expression when a field is invalid.
+    """
+    fields = expr.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    try:
+        if len(fields) != 6:
+            raise ValueError(f"expected 5 or 6 fields, got {len(fields)}")
+        second, minute, hour, day, month, weekday = fields
+        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=crontab_weekdays(weekday), timezone=timezone)
+    except (ValueError, LookupError) as exc:
+        raise ValueError(f"{where}: invalid cron expression {expr!r}: {exc}") from exc
+
+
+def crontab_weekdays(field: str) -> str:
+    """Crontab weekdays (0 or 7 = Sunday, names allowed, ranges, lists, steps) as day names.
+
+    APScheduler 3 counts 0 as Monday; spelling the days out keeps crontab's meaning.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            lo, hi = 0, 6
+        else:
+            first, _, last = span.partition("-")
+            lo = _day(first)
+            hi = _day(last) if last else (6 if step else lo)
+            hi = 7 if last and hi == 0 else hi  # "5-0": Friday to Sunday
+        if hi < lo:
+            raise ValueError(f"weekday range {span!r} runs backwards")
+        days |= {d % 7 for d in range(lo, hi + 1, int(step) if step else 1)}
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _day(token: str) -> int:
+    if token in _DAYS:
+        return _DAYS.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ValueError(f"weekday {token!r} is not 0-7 or sun..sat")
+
+
+class Runner:
+    """Runs ``nearcast retrain`` subprocesses and stops them on shutdown."""
+
+    def __init__(self, command: Sequence[str] | None = None) -> None:
+        self.command = list(command or [sys.executable, "-m", "service.cli"])
+        self.children: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def run(self, job: ScheduledJob) -> int:
+        """One retraining; every output line is logged. Returns the exit code."""
+        log.info("%s: retrain started", job.label)
+        t0, decision = time.monotonic(), ""
+        proc = subprocess.Popen([*self.command, "retrain", "--config", str(job.config)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with self._lock:
+            self.children.add(proc)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.info("%s | %s", job.label, line.rstrip())
+                if line.startswith("decision: "):
+                    decision = line.split(":", 2)[1].strip()
+            code = proc.wait()
+        finally:
+            with self._lock:
+                self.children.discard(proc)
+        outcome = decision if code == 0 else (
+            "not started: already running elsewhere" if code == _EXIT_BUSY else "failed")
+        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome or "done",
+                 code, time.monotonic() - t0)
+        return code
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Ask running retrains to stop (SIGTERM: the run is marked KILLED, champion kept)."""
+        self.stopping = True
+        with self._lock:
+            children = list(self.children)
+        for proc in children:
+            proc.terminate()
+        for proc in children:
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingScheduler:
+    """A blocking scheduler with one cron job per job file (no overlap, coalesced misfires)."""
+    scheduler = BlockingScheduler(timezone="UTC")
+    for job in jobs:
+        assert job.retrain.schedule is not None
+        scheduler.add_job(runner.run, cron_trigger(job.retrain.schedule, job.retrain.timezone),
+                          args=[job], id=str(job.config), name=job.label, max_instances=1,
+                          coalesce=True, misfire_grace_time=job.retrain.misfire_grace_seconds)
+    labels = {str(job.config): job.label for job in jobs}
+
+    def _skipped(event: JobExecutionEvent) -> None:
+        label = labels.get(event.job_id, event.job_id)
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            log.warning("%s: not started at %s: the previous run is still going", label,
+                        event.scheduled_run_time)
+        else:
+            log.warning("%s: missed the run due at %s (later than the misfire grace)", label,
+                        event.scheduled_run_time)
+
+    scheduler.add_listener(_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def run_scheduler(configs: Sequence[Path], command: Sequence[str] | None = None) -> int:
+    """Schedule every job file and block until SIGTERM/SIGINT; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    jobs = load_jobs(configs)
+    runner = Runner(command)
+    scheduler = build_scheduler(jobs, runner)
+
+    def _stop(signum: int, _: FrameType | None) -> None:
+        log.info("signal %d: stopping the scheduler", signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    now = datetime.now(UTC)
+    for job in scheduler.get_jobs():
+        log.info("scheduled %s: %s, first run %s", job.name, job.trigger,
+                 job.trigger.get_next_fire_time(None, now))
+    scheduler.start()  # blocks until a signal shuts it down
+    runner.stop()  # running retrains get SIGTERM: their runs are marked KILLED, champion kept
+    log.info("scheduler stopped")
+    return 0
+
+
+__all__ = ["Runner", "ScheduledJob", "build_scheduler", "cron_trigger", "crontab_weekdays",
+           "load_jobs", "run_scheduler"]

@@ -1,0 +1,42 @@
+"""Typed application state (one object on ``app.state.nearcast``) and its dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.batching import MicroBatcher
+from service.errors import ApiError
+from service.metrics import Metrics
+from service.settings import ApiSettings
+from service.store import ModelStore
+
+
+@dataclass
+class AppState:
+    """Everything the routes use; ``store`` and ``batchers`` appear in the lifespan."""
+
+    settings: ApiSettings
+    metrics: Metrics
+    store: ModelStore | None = None
+    batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+
+    def require_store(self) -> ModelStore:
+        """The model store, or 503 while the app is starting."""
+        if self.store is None:
+            raise ApiError(503, "server", "starting up: no model store yet",
+                           headers={"Retry-After": str(self.settings.retry_after_seconds)})
+        return self.store
+
+
+async def get_state(request: Request) -> AppState:
+    """The app's state (async: no thread hop per request)."""
+    state: AppState = request.app.state.nearcast
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+__all__ = ["AppState", "State", "get_state"]
