@@ -13,6 +13,8 @@ thread pinned to the last CPU with ``taskset``; the servers are not pinned. With
 bounded asyncio + httpx client is used instead (and named in the results): it needs a core of
 its own, so its figures understate the faster server.
 
+Figures depend on a quiet machine: each run records the 1-minute load average after it.
+
 Run: ``python -m benchmarks.serve_bench [--quick]``; prints a table and writes
 benchmarks/results/serve.json.
 """
@@ -230,7 +232,8 @@ def measure(server: str, home: Path, facts: dict[str, Any], body: bytes, seconds
         for conc in CONCURRENCY:
             client(url, body, conc, min(2.0, seconds), home)  # warm-up, not recorded
             row = {"server": server, "concurrency": conc, **client(url, body, conc, seconds,
-                                                                    home)}
+                                                                    home),
+                   "loadavg_1min_after": round(os.getloadavg()[0], 2)}
             print(f"  {server:9s} c={conc:<3d} {row['rps']:9.1f} req/s  p50 {row['p50_ms']:8.2f} ms"
                   f"  p99 {row['p99_ms']:8.2f} ms  ({row['requests']} requests, "
                   f"{row['errors']} errors)", flush=True)
@@ -264,16 +267,8 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print("targets met:", summary["met"])
 
 
-def main() -> None:
-    """Train, serve with both servers, load them, report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short training and load runs")
-    parser.add_argument("--seconds", type=float, help="load duration per run")
-    parser.add_argument("--budget", type=float, help="training budget, seconds")
-    args = parser.parse_args()
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
-    budget = args.budget or (15.0 if args.quick else 60.0)
-    use_wrk = shutil.which("wrk") is not None
+def run(seconds: float, budget: float, use_wrk: bool) -> dict[str, Any]:
+    """Train in a temporary store, measure both servers, return the results record."""
     client = run_wrk if use_wrk else run_python
     home = Path(tempfile.mkdtemp(prefix="nearcast-serve-bench-"))
     try:
@@ -288,10 +283,8 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
     gap = max(abs(a - b) / max(abs(b), 1e-9) for a, b in zip(*answers.values(), strict=True))
-    summary = summarize(rows)
-    print_table(rows, summary)
-    result = {
-        "benchmark": "serve", "quick": args.quick, "seconds_per_run": seconds,
+    return {
+        "benchmark": "serve", "seconds_per_run": seconds,
         "client": ("wrk 1 thread, pinned with taskset to the last CPU" if use_wrk
                    else "python asyncio + httpx (bounded), unpinned"),
         "request": {"series": 1, "history": 168, "horizon": HORIZON},
@@ -300,8 +293,21 @@ def main() -> None:
         "same_forecast_max_rel_diff": gap,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "runs": rows, **summary,
+        "runs": rows, **summarize(rows),
     }
+
+
+def main() -> None:
+    """Parse arguments, run, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short training and load runs")
+    parser.add_argument("--seconds", type=float, help="load duration per run")
+    parser.add_argument("--budget", type=float, help="training budget, seconds")
+    args = parser.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    budget = args.budget or (15.0 if args.quick else 60.0)
+    result = {"quick": args.quick, **run(seconds, budget, shutil.which("wrk") is not None)}
+    print_table(result["runs"], result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -11,7 +11,9 @@ to a request for a window of ``T_b`` points. Boundaries are multiples of ``fold`
 This is what ``tf.data.Dataset.bucket_by_sequence_length`` does, planned up front in numpy
 instead of element by element: the batches are fixed before the first step (deterministic for
 a seed, batch sizes exact), each batch is one vectorised gather, and the padding goes at the
-start (``bucket_by_sequence_length`` pads at the end).
+start (``bucket_by_sequence_length`` pads at the end). :func:`length_bucket_dataset` yields the
+same ``(inputs, target)`` structure as :func:`pipelines.windows.make_dataset`, so a training
+loop can use either.
 """
 
 from __future__ import annotations
@@ -23,9 +25,14 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.window_runs import WindowSpec
-from pipelines.windows import PREFETCH, SeriesTable, as_tensor, gather_windows, window_runs
-
-Batch = tuple[dict[str, tf.Tensor], tf.Tensor]
+from pipelines.windows import (
+    PREFETCH,
+    Batch,
+    SeriesTable,
+    as_tensor,
+    gather_windows,
+    window_runs,
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ def plan_buckets(
         boundaries: bucket lengths (default :func:`default_boundaries`).
         random_lengths: see :func:`draw_lengths`.
     """
+    if batch_size < 1 or n_windows < 1:
+        raise ValueError(f"batch_size and n_windows must be >= 1, got {batch_size}, {n_windows}")
     rng = np.random.default_rng(seed)
     bounds = check_boundaries(
         default_boundaries(spec) if boundaries is None else boundaries, spec

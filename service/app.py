@@ -114,10 +114,23 @@ def _openapi(app: FastAPI, api: ApiSettings) -> Callable[[], dict[str, Any]]:
             series = comps["SeriesIn"]["properties"]
             series["values"]["maxItems"] = api.max_points
             series["timestamps"]["anyOf"][0]["maxItems"] = api.max_points
+            _document_auth(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     return build
+
+
+def _document_auth(schema: dict[str, Any]) -> None:
+    schema["components"]["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "API key (NEARCAST_API_KEYS / NEARCAST_ADMIN_KEYS); needed only when "
+        "the server has keys configured: auth is off on the embedded default. Reload needs an "
+        "admin key."}}
+    for path, operations in schema["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
 
 
 __all__ = ["create_app"]

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from fastapi import Request
 
 from service.errors import ApiError
+from service.settings import ApiSettings
 from service.state import State
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -43,18 +44,16 @@ def _presented(request: Request) -> str:
     return key
 
 
-async def require_key(request: Request, state: State) -> None:
+def check_key(request: Request, settings: ApiSettings) -> None:
     """Accept any configured key (API or admin); open when no key is configured."""
-    settings = state.settings
     if not settings.auth_enabled:
         return
     if not _known(_presented(request), [*settings.api_keys, *settings.admin_keys]):
         raise ApiError(401, "authorization", "API key not accepted", headers=_CHALLENGE)
 
 
-async def require_admin(request: Request, state: State) -> None:
+def check_admin(request: Request, settings: ApiSettings) -> None:
     """Accept admin keys only; open when no key is configured at all."""
-    settings = state.settings
     if not settings.auth_enabled:
         return
     key = _presented(request)
@@ -66,4 +65,14 @@ async def require_admin(request: Request, state: State) -> None:
     raise ApiError(401, "authorization", "API key not accepted", headers=_CHALLENGE)
 
 
-__all__ = ["require_admin", "require_key"]
+async def require_key(request: Request, state: State) -> None:
+    """Dependency form of :func:`check_key`."""
+    check_key(request, state.settings)
+
+
+async def require_admin(request: Request, state: State) -> None:
+    """Dependency form of :func:`check_admin`."""
+    check_admin(request, state.settings)
+
+
+__all__ = ["check_admin", "check_key", "require_admin", "require_key"]

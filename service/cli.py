@@ -126,6 +126,7 @@ def retrain(
     of the same model is already running, 1 when it failed (champion unchanged).
     """
     _quiet_tensorflow()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # job logs, not a tty
     import signal
 
     from service.locks import LockBusyError

@@ -7,11 +7,13 @@ model call always runs in the model's batcher thread (:mod:`service.batching`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import anyio
 import numpy as np
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from models.forecaster import Forecaster
 from pipelines.padding import FitResult, HistoryTooShortError, fit_histories
@@ -19,13 +21,7 @@ from service import errors
 from service.batching import BatcherClosedError, QueueFullError
 from service.errors import ApiError
 from service.preparation import PreparedSeries, future_timestamps, is_fast, prepare_series
-from service.schemas import (
-    ForecastRequest,
-    ForecastResponse,
-    PipelineReport,
-    Provenance,
-    SeriesOut,
-)
+from service.schemas import ForecastRequest
 from service.state import AppState
 from service.store import LoadedModel
 
@@ -55,8 +51,7 @@ def parse_request(body: bytes) -> ForecastRequest:
 
 
 def _loose_json(body: bytes) -> object:
-    import json  # only on the error path: to name series by id
-
+    """The body as plain JSON (error path only: to name series by their id)."""
     try:
         return json.loads(body)
     except ValueError:
@@ -90,23 +85,24 @@ def plan(req: ForecastRequest, state: AppState) -> _Plan:
     return _Plan(served, horizon, asked)
 
 
-def prepare(req: ForecastRequest, forecaster: Forecaster) -> _Inputs:
+def prepare(req: ForecastRequest, forecaster: Forecaster, max_points: int) -> _Inputs:
     """Regular histories fitted to the window: ``(B, L)`` history and mask."""
-    prepared = [_prepare_one(i, req, forecaster) for i in range(len(req.series))]
+    prepared = [_prepare_one(i, req, forecaster, max_points) for i in range(len(req.series))]
     try:
         fit = fit_histories([p.values for p in prepared], forecaster.config.window_spec())
     except HistoryTooShortError as exc:
         item = req.series[exc.index]
         raise ApiError(422, f"series[{exc.index}] (id {item.id!r}).values",
-                       f"{exc} after bucketing; shorter histories cannot be padded") from None
+                       f"{exc}; shorter histories cannot be padded") from None
     return _Inputs(prepared, fit)
 
 
-def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> PreparedSeries:
+def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster,
+                 max_points: int) -> PreparedSeries:
     item = req.series[i]
     where = f"series[{i}] (id {item.id!r})"
     try:
-        prepared = prepare_series(item, forecaster)
+        prepared = prepare_series(item, forecaster, max_points)
     except ValueError as exc:
         raise ApiError(422, where, str(exc)) from None
     bad = np.flatnonzero(prepared.values <= 0)
@@ -118,28 +114,32 @@ def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> Prepar
 
 
 def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) -> bytes:
-    """The JSON response for ``values`` of shape ``(B, H, K)``."""
-    config = p.served.forecaster.config
-    names, point, fit = config.output_names, config.point_index, inputs.fit
-    columns = {f"{q:g}": names.index(f"q{q:g}") for q in p.quantiles}
+    """The JSON response (shaped as :class:`ForecastResponse`) for ``values`` ``(B, H, K)``.
+
+    Plain dicts serialized by pydantic-core: the schema classes document the shape, building
+    them per request would only cost time (the tests validate responses against them).
+    """
+    fc = p.served.forecaster
+    config, fit = fc.config, inputs.fit
+    columns = {f"{q:g}": config.output_names.index(f"q{q:g}") for q in p.quantiles}
     out = []
     for i, (item, prep) in enumerate(zip(req.series, inputs.prepared, strict=True)):
-        block = values[i, : p.horizon, :].astype(np.float64)
-        report = PipelineReport.model_construct(
-            points_in=len(item.values), points_used=int(fit.used[i]),
-            points_dropped=int(fit.dropped[i]),
-            padded=config.input_size - int(fit.used[i]), points_aggregated=prep.aggregated,
-            buckets_filled=prep.filled, values_imputed=prep.imputed)
-        out.append(SeriesOut.model_construct(
-            id=item.id, timestamps=future_timestamps(p.served.forecaster, prep.last, p.horizon),
-            forecast=block[:, point].tolist(),
-            quantiles={key: block[:, k].tolist() for key, k in columns.items()},
-            pipeline=report))
+        block = values[i, : p.horizon, :].astype(np.float64).T  # (K, H)
+        used = int(fit.used[i])
+        out.append({
+            "id": item.id, "timestamps": future_timestamps(fc, prep.last, p.horizon),
+            "forecast": block[config.point_index].tolist(),
+            "quantiles": {key: block[k].tolist() for key, k in columns.items()},
+            "pipeline": {"points_in": len(item.values), "points_used": used,
+                         "points_dropped": int(fit.dropped[i]),
+                         "padded": config.input_size - used,
+                         "points_aggregated": prep.aggregated, "buckets_filled": prep.filled,
+                         "values_imputed": prep.imputed},
+        })
     ref = p.served.ref
-    prov = Provenance.model_construct(model=p.served.name, version=ref.version,
-                                      alias=p.served.alias, run_id=ref.run_id)
-    return ForecastResponse.model_construct(model=prov, horizon=p.horizon,
-                                            series=out).model_dump_json().encode()
+    provenance = {"model": p.served.name, "version": ref.version, "alias": p.served.alias,
+                  "run_id": ref.run_id}
+    return to_json({"model": provenance, "horizon": p.horizon, "series": out})
 
 
 async def run_forecast(state: AppState, body: bytes) -> bytes:
@@ -153,9 +153,10 @@ async def run_forecast(state: AppState, body: bytes) -> bytes:
     heavy = len(req.series) > _THREAD_SERIES or not all(
         is_fast(item, forecaster.config.freq) for item in req.series)
     if heavy:
-        inputs = await anyio.to_thread.run_sync(prepare, req, forecaster)
+        inputs = await anyio.to_thread.run_sync(prepare, req, forecaster,
+                                                state.settings.max_points)
     else:
-        inputs = prepare(req, forecaster)
+        inputs = prepare(req, forecaster, state.settings.max_points)
     batcher = state.batchers[p.served.name]
     retry = {"Retry-After": str(state.settings.retry_after_seconds)}
     try:

@@ -5,7 +5,7 @@ the model). Without care every full collection walks all of them, and under load
 pauses (100-500 ms measured) become the p99 latency. After a model is loaded we collect once
 and freeze what survives into the permanent generation, so later collections only look at
 objects created since. Swapping in a new model unfreezes first, so the old model's cycles are
-still collected.
+still collected; that full collection is one pause (a few hundred ms) per model swap.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def future_timestamps(forecaster: Forecaster, last: datetime, horizon: int) -> l
     return list(forecaster.future_index(pd.Timestamp(last), horizon).to_pydatetime())
 
 
-def prepare_series(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
-    """Put one series on the model's grid.
+def prepare_series(item: SeriesIn, forecaster: Forecaster, max_points: int) -> PreparedSeries:
+    """Put one series on the model's grid (at most ``max_points`` grid points).
 
     Raises:
         ValueError: the pipeline rejected the series or could not fill it (message says why).
@@ -80,11 +80,22 @@ def prepare_series(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
         # Flooring onto the epoch-aligned grid is what bucketing does to a regular series.
         start = _EPOCH + ((item.start - _EPOCH) // step) * step
         return PreparedSeries(values, start + step * (len(values) - 1))
-    return _regularize(item, forecaster)
+    return _regularize(item, forecaster, max_points)
 
 
-def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
+def _check_span(timestamps: list[datetime], freq: str, max_points: int) -> None:
+    """Refuse sparse timestamps whose grid would exceed ``max_points`` (memory safety)."""
+    first, last = pd.Timestamp(timestamps[0]), pd.Timestamp(timestamps[-1])
+    if last >= first + to_offset(freq) * max_points:
+        raise ValueError(f"timestamps span more than {max_points} steps of the model's "
+                         f"frequency {freq!r} ({first.isoformat()} to {last.isoformat()}); the "
+                         f"limit is {max_points} grid points per series")
+
+
+def _regularize(item: SeriesIn, forecaster: Forecaster, max_points: int) -> PreparedSeries:
     meta = forecaster.meta
+    if item.timestamps is not None:
+        _check_span(item.timestamps, meta.config.freq, max_points)
     raw = np.asarray([np.nan if v is None else v for v in item.values], dtype=np.float64)
     if item.timestamps is not None:
         ds = pd.DatetimeIndex(item.timestamps)

@@ -304,10 +304,12 @@ def _record_finish(client: MlflowClient, outcome: RetrainOutcome, echo: Echo) ->
 
 def _record_failure(client: MlflowClient, run_id: str, exc: BaseException, echo: Echo) -> None:
     """Mark the run FAILED (KILLED on interrupts) with the error; best effort."""
-    status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+    failed = isinstance(exc, Exception)
+    status, what = ("FAILED", "") if failed else ("KILLED", "interrupted: ")
     try:
         client.set_tag(run_id, f"{TAG_PREFIX}decision", "failed")
-        client.set_tag(run_id, f"{TAG_PREFIX}error", f"{type(exc).__name__}: {exc}"[:4000])
+        client.set_tag(run_id, f"{TAG_PREFIX}error",
+                       f"{what}{type(exc).__name__}: {exc}"[:4000])
         client.set_terminated(run_id, status)
     except Exception as inner:  # the registry may be what failed
         echo(f"warning: could not record the failure in MLflow run {run_id}: {inner}")

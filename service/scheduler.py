@@ -26,7 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -100,10 +105,10 @@ def crontab_weekdays(field: str) -> str:
         if span == "*":
             lo, hi = 0, 6
         else:
-            first, _, last = span.partition("-")
+            first, dash, last = span.partition("-")
             lo = _day(first)
-            hi = _day(last) if last else (6 if step else lo)
-            hi = 7 if last and hi == 0 else hi  # "5-0": Friday to Sunday
+            hi = _day(last) if dash else (6 if step else lo)
+            hi = 7 if dash and hi == 0 else hi  # "6-0": Saturday to Sunday
         if hi < lo:
             raise ValueError(f"weekday range {span!r} runs backwards")
         days |= {d % 7 for d in range(lo, hi + 1, int(step) if step else 1)}
@@ -140,15 +145,19 @@ class Runner:
             for line in proc.stdout:
                 log.info("%s | %s", job.label, line.rstrip())
                 if line.startswith("decision: "):
-                    decision = line.split(":", 2)[1].strip()
+                    decision = line.removeprefix("decision: ").strip()
             code = proc.wait()
         finally:
             with self._lock:
                 self.children.discard(proc)
-        outcome = decision if code == 0 else (
-            "not started: already running elsewhere" if code == _EXIT_BUSY else "failed")
-        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome or "done",
-                 code, time.monotonic() - t0)
+        if code == 0:
+            outcome = decision or "done"
+        elif self.stopping:
+            outcome = "stopped by the scheduler's shutdown (run marked KILLED, champion kept)"
+        else:
+            outcome = "already running elsewhere" if code == _EXIT_BUSY else "failed"
+        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome, code,
+                 time.monotonic() - t0)
         return code
 
     def stop(self, grace: float = 30.0) -> None:
@@ -175,12 +184,12 @@ def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingSch
                           coalesce=True, misfire_grace_time=job.retrain.misfire_grace_seconds)
     labels = {str(job.config): job.label for job in jobs}
 
-    def _skipped(event: JobExecutionEvent) -> None:
+    def _skipped(event: JobSubmissionEvent | JobExecutionEvent) -> None:
         label = labels.get(event.job_id, event.job_id)
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            log.warning("%s: not started at %s: the previous run is still going", label,
-                        event.scheduled_run_time)
-        else:
+        if isinstance(event, JobSubmissionEvent):  # EVENT_JOB_MAX_INSTANCES
+            due = ", ".join(str(t) for t in event.scheduled_run_times)
+            log.warning("%s: not started at %s: the previous run is still going", label, due)
+        else:  # EVENT_JOB_MISSED
             log.warning("%s: missed the run due at %s (later than the misfire grace)", label,
                         event.scheduled_run_time)
 

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+import tensorflow as tf
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipelines.bucketing import bucket
 from pipelines.gaps import fill_gaps
+from pipelines.length_buckets import draw_lengths, gather_bucket
 from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
 from pipelines.validation import validate_long
+from pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index, window_runs
 
 START = pd.Timestamp("2024-03-30 20:00", tz="UTC")
 PROPERTY_SETTINGS = settings(
@@ -93,3 +96,73 @@ def test_validation_accounts_for_every_row(df: pd.DataFrame, n_copies: int) -> N
     expected_keys = set(zip(df[UNIQUE_ID], df[DS].dt.as_unit("ns"), strict=True))
     assert set(zip(out[UNIQUE_ID], out[DS], strict=True)) == expected_keys
     assert sum(s["rows_in"] for s in report.per_series.values()) == len(doubled)
+
+
+@st.composite
+def window_specs(draw: st.DrawFn) -> WindowSpec:
+    """Small window geometries: input 1..4 folds, horizon 1..3, stride 1..3, any min history."""
+    fold = draw(st.integers(min_value=1, max_value=3))
+    size = fold * draw(st.integers(min_value=1, max_value=4))
+    shortest = fold * draw(st.integers(min_value=1, max_value=size // fold))
+    return WindowSpec(
+        input_size=size,
+        horizon=draw(st.integers(min_value=1, max_value=3)),
+        stride=draw(st.integers(min_value=1, max_value=3)),
+        fold=fold,
+        min_history=shortest,
+    )
+
+
+def check_rows(
+    batch: tuple[dict[str, tf.Tensor], tf.Tensor],
+    rows: np.ndarray,
+    lengths: np.ndarray,
+    table: SeriesTable,
+    own: dict[str, np.ndarray],
+) -> None:
+    """Nothing is NaN or inf; each window holds ``lengths`` real points, padded with zeros at
+    the start; its real history and target are its own series' values right before and right
+    after its end."""
+    history, mask = np.asarray(batch[0]["history"]), np.asarray(batch[0]["mask"])
+    target = np.asarray(batch[1])
+    assert np.isfinite(history).all() and np.isfinite(target).all()
+    assert mask.sum(axis=1).tolist() == lengths.tolist()
+    assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
+    assert (np.diff(mask, axis=1) >= 0).all() and (history[mask == 0] == 0).all()
+    series = np.searchsorted(table.offsets, rows[:, 1], side="right") - 1
+    size = history.shape[1]
+    for i, (end, start) in enumerate(rows):
+        values = own[str(table.ids[series[i]])]
+        local, real = int(end - start), int(lengths[i])
+        assert 0 < real <= local
+        np.testing.assert_array_equal(history[i, size - real :], values[local - real : local])
+        np.testing.assert_array_equal(target[i], values[local : local + target.shape[1]])
+
+
+@PROPERTY_SETTINGS
+@given(irregular_series(), window_specs(), st.integers(min_value=0, max_value=2**16))
+def test_bucket_fill_and_windows_keep_inputs_finite_and_series_apart(
+    df: pd.DataFrame, spec: WindowSpec, seed: int
+) -> None:
+    grid, _ = bucket(df, "h")
+    filled, _ = fill_gaps(grid, "linear")
+    regular = filled.dropna(subset=[Y])  # only a leading gap can stay NaN; it has no value
+    assume(not regular.empty)
+    table = SeriesTable.from_long(regular)
+    own = {
+        str(uid): rows.sort_values(DS)[Y].to_numpy(dtype=np.float32)
+        for uid, rows in regular.groupby(UNIQUE_ID)
+    }
+    index, counts = window_index(table, spec)
+    assert counts.sum() == len(index)
+    if len(index) == 0:
+        return
+    values = tf.constant(table.values)
+    have = np.minimum(index[:, 0] - index[:, 1], spec.input_size)
+    check_rows(gather_windows(values, tf.constant(index), spec), index, have, table, own)
+    # length buckets: random real lengths, padded to the full window, same guarantees
+    rng = np.random.default_rng(seed)
+    rows = window_runs(table, spec).balanced(16, rng)
+    lengths = draw_lengths(rows, spec, rng)
+    batch = gather_bucket(values, tf.constant(rows), tf.constant(lengths), spec.input_size, spec)
+    check_rows(batch, rows, lengths, table, own)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -151,27 +152,70 @@ def test_sql_query_with_params_and_engine(tmp_path: Path) -> None:
         read_sql(engine, "observations", params={"store": "007"})
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(
-    not os.environ.get("NEARCAST_TEST_POSTGRES_URL"),
-    reason="set NEARCAST_TEST_POSTGRES_URL=postgresql+psycopg2://... to run",
-)
-def test_sql_postgres() -> None:
-    engine = sa.create_engine(os.environ["NEARCAST_TEST_POSTGRES_URL"])
-    table = f"nearcast_test_{uuid.uuid4().hex[:8]}"
-    frame = user_frame().assign(when=pd.to_datetime(user_frame()["when"]))
-    frame.to_sql(table, engine, index=False)
-    try:
-        out = read_sql(engine, table, columns=USER_COLUMNS)
-        clean, _ = validate_long(out, covariates=["temperature"])
-        hour = pd.Timedelta("1h")
-        start = pd.Timestamp("2024-01-01", tz="UTC")
-        assert clean[UNIQUE_ID].tolist() == ["007", "007", "12"]
-        assert clean[DS].tolist() == [start, start + hour, start]
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f'DROP TABLE "{table}"'))
+POSTGRES_DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres() -> Iterator[sa.Engine]:
+    """An engine on NEARCAST_TEST_POSTGRES_URL if set, else the local default; skip if neither
+    answers (the reason names what was tried)."""
+    urls = [u for u in (os.environ.get("NEARCAST_TEST_POSTGRES_URL"), POSTGRES_DEFAULT_URL) if u]
+    tried = []
+    for url in urls:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            engine.dispose()
+            shown = sa.make_url(url).render_as_string(hide_password=True)
+            tried.append(f"{shown}: {str(exc.orig).strip().splitlines()[0]}")
+            continue
+        yield engine
         engine.dispose()
+        return
+    pytest.skip("no PostgreSQL reachable; tried " + "; ".join(tried))
+
+
+@pytest.fixture
+def postgres_table(postgres: sa.Engine) -> Iterator[str]:
+    """The user frame in a fresh table (timestamptz column), dropped afterwards."""
+    table = f"nearcast_test_{uuid.uuid4().hex[:12]}"
+    frame = user_frame().assign(when=pd.to_datetime(user_frame()["when"], utc=True))
+    frame.to_sql(table, postgres, index=False)
+    try:
+        yield table
+    finally:
+        with postgres.begin() as connection:
+            connection.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+
+
+@pytest.mark.postgres
+def test_sql_postgres_table(postgres: sa.Engine, postgres_table: str) -> None:
+    out = read_sql(postgres, f"public.{postgres_table}", columns=USER_COLUMNS)
+    assert list(out.columns) == [UNIQUE_ID, DS, Y, "temperature"]
+    clean, report = validate_long(out, covariates=["temperature"])
+    hour = pd.Timedelta("1h")
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    assert clean[UNIQUE_ID].tolist() == ["007", "007", "12"]  # text ids keep leading zeros
+    assert clean[DS].tolist() == [start, start + hour, start]
+    assert clean[Y].tolist() == [1.5, 2.5, 3.0]
+    assert clean["temperature"].tolist() == [10.0, 11.0, 12.0]
+    assert report.rows_in == report.rows_out == 3
+
+
+@pytest.mark.postgres
+def test_sql_postgres_query_by_url(postgres: sa.Engine, postgres_table: str) -> None:
+    url = postgres.url.render_as_string(hide_password=False)
+    query = (
+        f'SELECT store, "when", sales FROM "{postgres_table}" '
+        "WHERE store = :store AND \"when\" >= :since ORDER BY \"when\""
+    )
+    params = {"store": "007", "since": pd.Timestamp("2024-01-01 01:00", tz="UTC")}
+    out = read_sql(url, query, columns=ColumnMap("store", "when", "sales"), params=params)
+    assert out[Y].tolist() == [2.5]
+    grid, _ = bucket(validate_long(out)[0], "h")
+    assert grid[DS].tolist() == [pd.Timestamp("2024-01-01 01:00", tz="UTC")]
 
 
 def test_m4_wide_tiny_file(tmp_path: Path) -> None:

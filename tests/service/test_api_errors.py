@@ -138,6 +138,9 @@ CASES: list[Case] = [
      "5 series; the limit is 4"),
     ("too many points", lambda b: _series(b, values=[1.0] * 501), 422,
      "series[0] (id 'H1').values", "501 points; the limit is 500"),
+    ("sparse timestamps", lambda b: _with_timestamps(
+        _series(b, values=[5.0, 6.0]), ["2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"]), 422,
+     "series[0] (id 'H1')", "timestamps span more than 500 steps of the model's frequency 'h'"),
     ("invalid JSON", lambda b: b'{"series": [', 422, "body", "Invalid JSON"),
     ("JSON array", lambda b: b"[1, 2]", 422, "body", "should be an object"),
 ]

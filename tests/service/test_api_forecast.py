@@ -15,6 +15,7 @@ from svc_helpers import QuantileModel, metric, post, scrape, series_body, train_
 from conftest import Champion, LiveServer, start_server, stop_server
 from pipelines.prepare import regularize
 from service.app import create_app
+from service.schemas import ForecastResponse
 from service.settings import ApiSettings
 
 HOUR = pd.Timedelta(hours=1)
@@ -49,6 +50,7 @@ def test_regular_batch_with_quantiles_matches_model_and_registry(
     resp = post(server, body)
     assert resp.status_code == 200, resp.text
     out = resp.json()
+    ForecastResponse.model_validate(out)  # the documented shape, field for field
     mv = qmodel.settings.connect().get_model_version_by_alias("tinyq", "champion")
     assert out["model"] == {"model": "tinyq", "version": int(mv.version), "alias": "champion",
                             "run_id": mv.run_id}
@@ -225,5 +227,7 @@ def test_openapi_describes_every_field_and_docs_render(server: LiveServer) -> No
     ref = post_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert ref == "#/components/schemas/ForecastRequest"
     assert {"200", "401", "413", "422", "503"} <= set(post_op["responses"])
+    assert post_op["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text

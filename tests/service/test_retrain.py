@@ -23,6 +23,7 @@ from mlflow.entities import Run
 from retrain_helpers import (
     GOOD_TRAIN,
     MODEL,
+    REPO,
     WORSE_MODEL,
     WORSE_TRAIN,
     champion_version,
@@ -133,11 +134,32 @@ def test_lock_backend_follows_the_store() -> None:
     assert -(2**63) <= advisory_key("a") < 2**63
 
 
+POSTGRES_DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """NEARCAST_TEST_POSTGRES_URL if set, else the local default; skip if neither answers."""
+    import sqlalchemy as sa
+
+    tried = []
+    for url in filter(None, (os.environ.get("NEARCAST_TEST_POSTGRES_URL"), POSTGRES_DEFAULT_URL)):
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return url
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            tried.append(f"{sa.make_url(url).render_as_string(hide_password=True)}: "
+                         f"{str(exc.orig).strip().splitlines()[0]}")
+        finally:
+            engine.dispose()
+    pytest.skip("no PostgreSQL reachable; tried " + "; ".join(tried))
+
+
 @pytest.mark.postgres
-@pytest.mark.skipif(not os.environ.get("NEARCAST_TEST_POSTGRES_URL"),
-                    reason="set NEARCAST_TEST_POSTGRES_URL=postgresql+psycopg2://... to run")
-def test_advisory_lock_on_postgres(tmp_path: Path) -> None:
-    url = os.environ["NEARCAST_TEST_POSTGRES_URL"]
+def test_advisory_lock_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    url = postgres_url
     settings = MlflowSettings(home=tmp_path, tracking_uri=url)
     cfg = LockConfig()
     with retrain_lock(settings, "pg-model", cfg) as where:
@@ -158,13 +180,15 @@ def test_advisory_lock_on_postgres(tmp_path: Path) -> None:
         "    time.sleep(120)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    with pytest.raises(LockBusyError):
-        with retrain_lock(settings, "pg-dead", cfg):
-            pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+                            cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(LockBusyError):
+            with retrain_lock(settings, "pg-dead", cfg):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
     with retrain_lock(settings, "pg-dead", cfg.model_copy(update={"timeout": 10})):
         pass
 
@@ -299,7 +323,8 @@ def test_corrupt_data_fails_clearly_and_keeps_champion(store: Store, tmp_path: P
 
 def test_nan_training_never_registers_and_keeps_champion(store: Store, tmp_path: Path) -> None:
     absurd = GOOD_TRAIN | {"learning_rate": 1e30, "clipnorm": None, "epochs": 1}
-    job = write_job(tmp_path / "nan.yaml", store.data, NAME, train=absurd)
+    job = write_job(tmp_path / "nan.yaml", store.data, NAME, model=MODEL | {"units": 16},
+                    train=absurd, retrain={"warm_start": True})
     before = store.versions()
     lines, echo = _lines()
     with pytest.raises(RetrainError, match=r"failed at 'training the challenger': "
@@ -308,8 +333,10 @@ def test_nan_training_never_registers_and_keeps_champion(store: Store, tmp_path:
         run_retrain(job, store.settings, echo)
     assert store.versions() == before and champion_version(store.settings) == store.champion
     assert store.lock_is_free()
+    note = "from scratch: the champion's model config differs in ['units']"
+    assert f"warm start: {note}" in lines
     run = _last_retrain_run(store)
-    assert run.info.status == "FAILED"
+    assert run.info.status == "FAILED" and run.data.tags[f"{TAG}warm_start"] == note
     (child,) = store.client.search_runs(
         [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
     assert child.info.status == "FAILED" and child.data.tags["nearcast.stop_reason"] == "diverged"
@@ -374,10 +401,17 @@ def test_sigkilled_retrain_keeps_champion_and_releases_lock(
     killed = _last_retrain_run(store)
     assert killed.info.status == "RUNNING"
 
-    quick = write_job(tmp_path / "quick.yaml", store.data, NAME, retrain={"margin": 0.5})
+    # Warm-started from the champion with a learning rate of ~0, the challenger is the champion.
+    frozen = GOOD_TRAIN | {"learning_rate": 1e-12, "epochs": 1, "steps_per_epoch": 2}
+    quick = write_job(tmp_path / "quick.yaml", store.data, NAME, train=frozen,
+                      retrain={"warm_start": True})
     lines: list[str] = []
     outcome = run_retrain(quick, store.settings, lines.append)
-    assert not outcome.decision.promote  # a 50 % margin keeps the champion
+    assert "warm start: from the champion's weights" in lines
+    chal, champ = outcome.scores["challenger"], outcome.scores["champion"]
+    assert chal["mase"] == pytest.approx(champ["mase"], rel=1e-4)
+    assert chal["smape"] == pytest.approx(champ["smape"], rel=1e-4)
+    assert not outcome.decision.promote  # not strictly better: the champion stays
     assert champion_version(store.settings) == store.champion
     assert f"marked the unfinished retrain run {killed.info.run_id} KILLED" in lines
     assert store.client.get_run(killed.info.run_id).info.status == "KILLED"

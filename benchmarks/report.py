@@ -1,0 +1,227 @@
+"""Render BENCHMARKS.md from the benchmarks' JSON files (see :mod:`benchmarks.run`).
+
+Accuracy (``accuracy.json`` + ``peers.json``) and training (``training.json``) have their own
+tables; any other result file is rendered generically (scalars as a list, every list of dicts as
+a table), so the report does not depend on those scripts' exact schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, format_value, machine_info, markdown_table, read_json
+
+__all__ = ["render"]
+
+LABELS = {"naive": "naive", "seasonal_naive": "seasonal naive", "naive2": "Naive2",
+          "mstl_24_168": "statsforecast MSTL (24, 168)", "mstl_24": "statsforecast MSTL (24)",
+          "autoets": "statsforecast AutoETS (24)"}
+# Published M4 Hourly figures on the competition's TEST set (the 48 points after the training
+# data, not bundled): Makridakis, Spiliotis & Assimakopoulos (2020), "The M4 Competition:
+# 100,000 time series and 61 forecasting methods", IJF 36(1); ES-RNN = Smyl, the M4 winner.
+PUBLISHED = [
+    {"method": "naive", "smape": 43.003, "mase": 11.608},
+    {"method": "seasonal naive", "smape": 13.912, "mase": 1.193},
+    {"method": "Naive2", "smape": 18.383, "mase": 2.395},
+    {"method": "ES-RNN (M4 winner)", "smape": 9.328, "mase": 0.893},
+]
+TITLES = {"pipeline": "Pipeline: windowing", "serve": "Serving"}
+SKIP_KEYS = {"benchmark", "quick"}
+
+
+# ----------------------------------------------------------------------------- header
+def _machine(run: Mapping[str, Any]) -> list[str]:
+    m = run.get("machine") or machine_info()
+    pkgs = m.get("packages", {})
+    tf = pkgs.get("tensorflow-cpu") or pkgs.get("tensorflow", "?")
+    rows = [("CPU", m.get("cpu")), ("cores", f"{m.get('cores')} ({m.get('cores_usable')} usable)"),
+            ("RAM", f"{m.get('ram_gib')} GiB"), ("OS", m.get("os")), ("Python", m.get("python")),
+            ("TensorFlow / Keras / MLflow",
+             f"{tf} / {pkgs.get('keras', '?')} / {pkgs.get('mlflow', '?')}"),
+            ("numpy / pandas / statsforecast", f"{pkgs.get('numpy', '?')} / "
+             f"{pkgs.get('pandas', '?')} / {pkgs.get('statsforecast', 'not installed')}"),
+            ("load average at start (1, 5, 15 min)", format_value(m.get("load_average"))),
+            ("git commit", m.get("git"))]
+    return ["## Machine", "", markdown_table([{"": k, "value": v} for k, v in rows]), ""]
+
+
+def _commands(run: Mapping[str, Any]) -> list[str]:
+    rows = [{"benchmark": r["name"], "command": f"`{r['command']}`" if r.get("command") else "",
+             "status": r.get("status"), "wall time (s)": r.get("seconds"),
+             "results": f"`{r.get('json')}`"} for r in run.get("benches", [])]
+    lines = ["## Commands", ""]
+    if rows:
+        lines += [markdown_table(rows), ""]
+    for r in run.get("benches", []):
+        if r.get("status") != "ok" and r.get("error"):
+            lines += [f"`{r['name']}` {r['status']}:", "", "```", r["error"], "```", ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------- accuracy
+def _scores(scores: Mapping[str, float]) -> dict[str, float]:
+    return {k: scores[k] for k in ("smape", "mase", "owa")}
+
+
+def _accuracy_rows(acc: Mapping[str, Any] | None, peers: Mapping[str, Any] | None
+                   ) -> list[dict[str, Any]]:
+    rows = []
+    for m in (peers or {}).get("methods", []):
+        rows.append({"method": LABELS.get(m["method"], m["method"]), **_scores(m),
+                     "training (s)": None, "forecast (s)": m["fit_forecast_seconds"],
+                     "series": peers["data"]["series"] if peers else None})
+    if peers is None and acc:  # the baselines as the accuracy benchmark scored them
+        for key in ("naive", "seasonal_naive", "naive2"):
+            rows.append({"method": LABELS[key], **_scores(acc["runs"][0]["scores"][key]),
+                         "series": acc["runs"][0]["series"]})
+    for run in (acc or {}).get("runs", []):
+        cfg = run["model"]
+        name = f"nearcast {cfg['cell'].upper()} {cfg['units']}x{cfg['layers']} ({run['config']})"
+        rows.append({"method": name, **_scores(run["scores"]["model"]),
+                     "training (s)": run["train_seconds"], "forecast (s)": run["forecast_seconds"],
+                     "series": run["series"]})
+    return rows
+
+
+def _baseline_check(acc: Mapping[str, Any] | None, peers: Mapping[str, Any] | None) -> str:
+    if not acc or not peers or acc["runs"][0]["series"] != peers["data"]["series"]:
+        return ""
+    ours = {m["method"]: m for m in peers["methods"]}
+    gap = max(abs(run["scores"][k][metric] - ours[k][metric])
+              for run in acc["runs"] for k in ("naive", "seasonal_naive", "naive2")
+              for metric in ("smape", "mase"))
+    return (f"The baselines scored inside the accuracy benchmark's training jobs and by the peers "
+            f"benchmark agree to {gap:.1e} (largest sMAPE/MASE difference).")
+
+
+def _accuracy_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    ours = [r for r in rows if r["method"].startswith("nearcast")]
+    peers = [r for r in rows if r["method"].startswith("statsforecast")]
+    if not ours or not peers:
+        return []
+    best, peer = min(ours, key=lambda r: r["owa"]), min(peers, key=lambda r: r["owa"])
+    slow = max(peers, key=lambda r: r["forecast (s)"] or 0.0)
+    lines = [f"- Best nearcast OWA / best statsforecast OWA: {best['owa']:.3f} / "
+             f"{peer['owa']:.3f} = **{best['owa'] / peer['owa']:.2f}** "
+             f"({best['method']} vs {peer['method']})."]
+    if best.get("training (s)") and slow.get("forecast (s)"):
+        lines.append(f"- Time to a forecast for every series: {best['method']} trains in "
+                     f"{best['training (s)']:.0f} s and forecasts in "
+                     f"{best['forecast (s)'] * 1000:.0f} ms; {slow['method']} fits and forecasts "
+                     f"in {slow['forecast (s)']:.0f} s (ratio "
+                     f"{best['training (s)'] / slow['forecast (s)']:.2f}).")
+    return lines
+
+
+def _accuracy(results: Path) -> list[str]:
+    acc, peers = read_json(results / "accuracy.json"), read_json(results / "peers.json")
+    if acc is None and peers is None:
+        return []
+    rows = _accuracy_rows(acc, peers)
+    cols = ["method", "smape", "mase", "owa", "training (s)", "forecast (s)", "series"]
+    heads = ["method", "sMAPE", "MASE", "OWA", "training (s)", "forecast (s)", "series"]
+    lines = [
+        "## Accuracy: M4 Hourly, last 48 points of each series held out", "",
+        "Every method forecasts the last 48 points of each bundled M4 Hourly training series "
+        "from the points before them and is scored by `models.evaluation.score_methods`, the "
+        "code that scores nearcast's models: sMAPE (%), MASE (seasonal lag-24 scale), OWA "
+        "relative to Naive2 (M4: seasonality test at lag 24 with 90% confidence, classical "
+        "multiplicative decomposition). nearcast's rows are the default configs trained through "
+        "`nearcast train`'s code path (`benchmarks/accuracy_bench.py`); training is the fit "
+        "loop's wall time, forecast the time to forecast every series once. Statistical "
+        "methods have no separate training: their column holds fit + forecast of every series "
+        f"(statsforecast with `n_jobs={(peers or {}).get('n_jobs', '?')}`).", "",
+        markdown_table(rows, cols, heads), ""]
+    check = _baseline_check(acc, peers)
+    lines += [check, ""] if check else []
+    lines += _accuracy_ratios(rows) + [""]
+    lines += [
+        "Published M4 Hourly figures, for orientation: they are scored on the competition's test "
+        "set (the 48 points after these training series, not bundled), so they can only be "
+        "approached, not reproduced, on this validation split:", "",
+        markdown_table(PUBLISHED, ["method", "smape", "mase"], ["method", "sMAPE", "MASE"]), ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------- training
+def _training(results: Path) -> list[str]:
+    data = read_json(results / "training.json")
+    if data is None:
+        return []
+    cols = ["side", "series", "epochs", "steps_per_epoch", "batch_size", "prepare_seconds",
+            "epoch_median_seconds", "samples_per_s", "val_loss", "peak_added_mib", "peak_rss_mib"]
+    heads = ["side", "series", "epochs", "steps/epoch", "batch", "prepare (s)", "s/epoch",
+             "samples/s", "val loss (last epoch)", "peak added (MiB)", "peak RSS (MiB)"]
+    ratios = [f"- {k.replace('_', ' ')}: **{format_value(v)}**"
+              for k, v in data.get("ratios", {}).items()]
+    return ["## Training: nearcast's pipeline vs a tutorial-style `model.fit`", "",
+            f"Same network (`{data.get('config')}` model, built by `build_model`), optimizer, "
+            "loss, batch and number of steps on both sides; `nearcast` = `models.training.fit` "
+            "on windows gathered on the fly, `tutorial` = every window materialised as numpy "
+            "arrays, then Keras `model.fit` (see `benchmarks/training_bench.py`). Each side ran "
+            "in a fresh process; s/epoch is the median after the first (tracing) epoch and "
+            "includes the validation pass; peak added = resident high-water mark above the "
+            "process after loading the data.", "",
+            markdown_table(data.get("runs", []), cols, heads), "", *ratios, ""]
+
+
+# ----------------------------------------------------------------------------- generic
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _generic(data: Mapping[str, Any], depth: int = 0) -> list[str]:
+    """Scalars as a bullet list, dicts of scalars as one bullet, lists of dicts as tables."""
+    lines, tables = [], []
+    for key, value in data.items():
+        if key in SKIP_KEYS:
+            continue
+        if _is_scalar(value) or (isinstance(value, list) and all(map(_is_scalar, value))):
+            lines.append(f"- {key}: {format_value(value)}")
+        elif isinstance(value, dict) and all(map(_is_scalar, value.values())):
+            lines.append(f"- {key}: {format_value(value)}")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables += [f"**{key}**", "", markdown_table(value), ""]
+        elif isinstance(value, dict) and depth < 2:
+            tables += [f"**{key}**", "", *_generic(value, depth + 1), ""]
+        else:
+            lines.append(f"- {key}: {format_value(value)}")
+    return [*lines, "", *tables]
+
+
+def _section(title: str, path: Path) -> list[str]:
+    data = read_json(path)
+    if data is None:
+        return []
+    return [f"## {title}", "", f"From `{path.relative_to(ROOT)}`.", "", *_generic(data)]
+
+
+def _safe(make: Callable[[Path], list[str]], name: str, results: Path) -> list[str]:
+    """A dedicated section, or the generic rendering if its JSON has an unexpected shape."""
+    try:
+        return make(results)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        print(f"report: {name} rendered generically ({type(exc).__name__}: {exc})")
+        return _section(name, results / f"{name}.json")
+
+
+def render(run: Mapping[str, Any], results: Path) -> str:
+    """The whole report as markdown."""
+    quick = bool(run.get("quick"))
+    took = f"; the suite took {run['wall_seconds'] / 60:.1f} min" if "wall_seconds" in run else ""
+    lines = [
+        "# nearcast benchmarks" + (" (quick mode: smoke run, not the figures)" if quick else ""),
+        "",
+        f"Generated by `{run.get('command', 'python -m benchmarks.run')}` (`make bench"
+        f"{'-quick' if quick else ''}`) on {run.get('finished', '?')}{took}. Raw results: "
+        f"`{results.relative_to(ROOT)}/*.json`; re-render without running: "
+        f"`python -m benchmarks.run{' --quick' if quick else ''} --render-only`.",
+        "", *_machine(run), *_commands(run),
+        *_safe(_accuracy, "accuracy", results), *_safe(_training, "training", results)]
+    known = {"accuracy", "peers", "training", "run"}
+    for path in sorted(results.glob("*.json"), key=lambda p: (p.stem not in TITLES, p.stem)):
+        if path.stem not in known:
+            lines += _section(TITLES.get(path.stem, path.stem.capitalize()), path)
+    return "\n".join(lines).rstrip() + "\n"
