@@ -46,6 +46,9 @@ SIDES = ("nearcast", "keras")
 FULL = {"m4_hourly": None, "synthetic": 10_000_000}
 QUICK = {"m4_hourly": 20, "synthetic": 150_000}
 SYNTHETIC_SERIES_POINTS = (2_500, 7_500)
+# Keras windows the 10M-point set at ~11k windows/s (15 minutes); its rate is measured on the
+# whole series within the first 1.5M points instead, which keeps `make bench` under 30 minutes.
+KERAS_MAX_POINTS = 1_500_000
 
 
 # ----------------------------------------------------------------------------- raw data
@@ -154,6 +157,9 @@ def worker(side: str, data: str, quick: bool, floor: bool = False) -> dict[str, 
 
     run = run_nearcast if side == "nearcast" else run_keras
     values, offsets = load_raw(data, quick)
+    if side == "keras" and offsets[-1] > KERAS_MAX_POINTS:
+        keep = max(int(np.searchsorted(offsets, KERAS_MAX_POINTS, side="right")) - 1, 2)
+        values, offsets = values[: offsets[keep]], offsets[: keep + 1]
     run(values[: offsets[2]], offsets[:3])  # warm up the runtime and tracing on two series
     if floor:
         values, offsets = values[offsets[2] : offsets[4]], offsets[2:5] - offsets[2]
@@ -202,9 +208,10 @@ def summarise(
         if set(found) != set(SIDES):
             continue
         near, ker = found["nearcast"], found["keras"]
-        same = near["windows"] == ker["windows"] and bool(
-            np.isclose(near["checksum"], ker["checksum"], rtol=1e-6)
-        )
+        # None: Keras ran on a prefix of the series (KERAS_MAX_POINTS), so no checksum to compare.
+        same = None if near["points"] != ker["points"] else (
+            near["windows"] == ker["windows"]
+            and bool(np.isclose(near["checksum"], ker["checksum"], rtol=1e-6)))
         speedup = near["windows_per_s"] / ker["windows_per_s"]
         growing = (near["peak_bytes"] - fixed.get("nearcast", 0)) / near["raw_bytes"]
         checks[data] = {

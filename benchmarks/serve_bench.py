@@ -15,8 +15,8 @@ its own, so its figures understate the faster server.
 
 Figures depend on a quiet machine: each run records the 1-minute load average after it.
 
-Run: ``python -m benchmarks.serve_bench [--quick]``; prints a table and writes
-benchmarks/results/serve.json.
+Run: ``python -m benchmarks.serve_bench [--quick] [--out PATH]``; prints a table and writes
+benchmarks/results/serve.json (``--quick``: benchmarks/results/quick/serve.json).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -35,8 +34,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "serve.json"
+from benchmarks.common import ROOT, machine_info, result_path, write_json
+
 BIN = Path(sys.executable).parent
 NAME = "serve-bench"
 CONCURRENCY = (1, 16)
@@ -94,7 +93,8 @@ def start(server: str, home: Path, facts: dict[str, Any]) -> tuple[subprocess.Po
     """Start one server in its own session; returns it and its forecast URL once ready."""
     port = _free_port()
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                        "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_TRACKING_URI": facts["tracking_uri"]}
+                        "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_TRACKING_URI": facts["tracking_uri"],
+                        "MLFLOW_REGISTRY_URI": facts["tracking_uri"]}
     if server == "nearcast":
         env |= {"NEARCAST_HOME": str(home), "NEARCAST_MODELS": NAME, "NEARCAST_PORT": str(port)}
         cmd = [sys.executable, "-m", "service.cli", "serve"]
@@ -291,8 +291,7 @@ def run(seconds: float, budget: float, use_wrk: bool) -> dict[str, Any]:
         "model": {k: facts[k] for k in ("version", "train_seconds")} | {
             "config": "quickstart: LSTM 64, input 168 folded by 24, horizon 48"},
         "same_forecast_max_rel_diff": gap,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": machine_info(),
         "runs": rows, **summarize(rows),
     }
 
@@ -303,14 +302,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short training and load runs")
     parser.add_argument("--seconds", type=float, help="load duration per run")
     parser.add_argument("--budget", type=float, help="training budget, seconds")
+    parser.add_argument("--out", type=Path, help="result file (default: results/serve.json, "
+                        "or results/quick/serve.json with --quick)")
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     budget = args.budget or (15.0 if args.quick else 60.0)
     result = {"quick": args.quick, **run(seconds, budget, shutil.which("wrk") is not None)}
     print_table(result["runs"], result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    write_json(args.out or result_path("serve", args.quick), result)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,19 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="nearcast forecaster")
-    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {})
+    # A tracking server accepts a ``models:/<model_id>`` source only with its model id.
+    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {},
+                                     model_id=_logged_model_id(model_uri))
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     return _ref(mv)
+
+
+def _logged_model_id(model_uri: str) -> str | None:
+    """``m-…`` of a logged-model URI ``models:/m-…`` (None for any other URI)."""
+    rest = model_uri.removeprefix("models:/")
+    if rest != model_uri and rest.startswith("m-") and "/" not in rest and "@" not in rest:
+        return rest
+    return None
 
 
 def version_for_alias(client: MlflowClient, name: str, alias: str) -> VersionRef | None:

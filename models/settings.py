@@ -2,10 +2,17 @@
 
 The embedded default needs no server: a SQLite store and an artifact folder under a
 project-local ``.nearcast/`` directory, created on first use (never at import).
+
+With a remote tracking server (``http://...``), every MLflow HTTP call (registry, runs and the
+artifacts proxied by the server) has a timeout and a bounded number of retries, so a slow or
+restarting server fails a call within seconds instead of hanging training or serving. MLflow
+reads these limits from its ``MLFLOW_HTTP_REQUEST_*`` variables at each call: :meth:`connect`
+sets them from the ``registry_*`` settings (nearcast's settings win over values already set).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +36,21 @@ class MlflowSettings(BaseSettings):
     )
     experiment: str = "nearcast"
     model_name: str = "nearcast-m4-hourly"
+    registry_timeout: int = Field(
+        10, ge=1, le=3600,
+        description="Seconds an HTTP call to a remote tracking server may wait to connect or "
+        "for data (MLFLOW_HTTP_REQUEST_TIMEOUT).",
+    )
+    registry_retries: int = Field(
+        3, ge=0, le=10,
+        description="Retries of a failed HTTP call to a remote tracking server (refused, "
+        "timed out, 429/5xx) (MLFLOW_HTTP_REQUEST_MAX_RETRIES).",
+    )
+    registry_backoff: int = Field(
+        1, ge=0, le=120,
+        description="Backoff factor (seconds) between retries: waits 0, 2x, 4x, ... plus up to "
+        "1 s jitter (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR).",
+    )
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI, defaulting to the embedded SQLite store."""
@@ -44,10 +66,25 @@ class MlflowSettings(BaseSettings):
             return None
         return (self.home / "artifacts").resolve().as_uri()
 
+    def http_env(self) -> dict[str, str]:
+        """MLflow's HTTP limits from these settings (what :meth:`connect` puts in the env).
+
+        A call to an unreachable server gives up after ``registry_retries + 1`` attempts of at
+        most ``registry_timeout`` seconds each plus the backoff waits between them.
+        """
+        return {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.registry_timeout),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.registry_retries),
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.registry_backoff)}
+
     def connect(self) -> MlflowClient:
-        """Point MLflow at the store (creating the embedded folders) and return a client."""
+        """Point MLflow at the store (creating the embedded folders) and return a client.
+
+        Also sets MLflow's HTTP timeout, retries and backoff (:meth:`http_env`) for this
+        process: MLflow reads them at every call, including artifact up- and downloads.
+        """
         if not self.tracking_uri:
             (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+        os.environ.update(self.http_env())
         uri = self.resolved_tracking_uri()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from models.config import ModelConfig, TrainConfig
 from models.losses import LossFn, make_loss
-from pipelines.windows import SeriesTable, balanced_sample, make_dataset, window_index
+from pipelines.windows import SeriesTable, balanced_stream
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,20 @@ def _train_step(model: keras.Model, loss_fn: LossFn, opt: keras.optimizers.Optim
     return step  # type: ignore[no-any-return]
 
 
-def _val_loss(model: keras.Model, loss_fn: LossFn, data: TrainData, batch: int) -> float:
-    total, n = 0.0, len(data.val_target)
-    for i in range(0, n, batch):
-        inputs = {k: v[i : i + batch] for k, v in data.val_inputs.items()}
-        out = model(inputs, training=False)
-        total += float(loss_fn(tf.constant(data.val_target[i : i + batch]), out)) * len(
-            data.val_target[i : i + batch]
-        )
-    return total / max(n, 1)
+def _val_loss_fn(model: keras.Model, loss_fn: LossFn) -> Callable[[TrainData, int], float]:
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
+    def batch_loss(inputs: dict[str, tf.Tensor], target: tf.Tensor) -> tf.Tensor:
+        return loss_fn(target, model(inputs, training=False))
+
+    def val_loss(data: TrainData, batch: int) -> float:
+        total, n = 0.0, len(data.val_target)
+        for i in range(0, n, batch):
+            inputs = {k: v[i : i + batch] for k, v in data.val_inputs.items()}
+            target = data.val_target[i : i + batch]
+            total += float(batch_loss(inputs, target)) * len(target)
+        return total / max(n, 1)
+
+    return val_loss
 
 
 def fit(
@@ -114,17 +119,16 @@ def fit(
     validation improvement, or a non-finite loss (``stop_reason == "diverged"``).
     """
     keras.utils.set_random_seed(cfg.seed)
-    spec = config.window_spec()
-    index, counts = window_index(data.table, spec)
     loss_fn, opt = make_loss(config, cfg.loss), _optimizer(cfg)
-    step = _train_step(model, loss_fn, opt)
-    rng, result, t0 = np.random.default_rng(cfg.seed), TrainResult(model=model), time.monotonic()
+    step, val_loss = _train_step(model, loss_fn, opt), _val_loss_fn(model, loss_fn)
+    batches = iter(balanced_stream(data.table, config.window_spec(), cfg.batch_size,
+                                   cfg.steps_per_epoch, cfg.seed))
+    result, t0 = TrainResult(model=model), time.monotonic()
     best_weights, stale = model.get_weights(), 0
     for epoch in range(1, cfg.epochs + 1):
-        picks = balanced_sample(index, counts, cfg.steps_per_epoch * cfg.batch_size, rng)
         losses, norms, e0 = [], [], time.monotonic()
-        for inputs, target in make_dataset(data.table, picks, spec, cfg.batch_size):
-            loss, norm = step(inputs, target)
+        for _ in range(cfg.steps_per_epoch):
+            loss, norm = step(*next(batches))
             losses.append(float(loss))
             norms.append(float(norm))
             if not math.isfinite(losses[-1]) or _out_of_time(cfg, t0):
@@ -132,7 +136,7 @@ def fit(
         if not all(math.isfinite(v) for v in losses):
             result.stop_reason = "diverged"
             break
-        val = _val_loss(model, loss_fn, data, cfg.batch_size)
+        val = val_loss(data, cfg.batch_size)
         lr = float(opt.learning_rate)
         log = EpochLog(epoch, float(np.mean(losses)), val, float(np.mean(norms)), lr,
                        time.monotonic() - e0)

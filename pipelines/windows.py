@@ -12,7 +12,7 @@ applies to serving requests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +216,30 @@ def make_dataset(
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(PREFETCH)
 
 
+def balanced_stream(
+    table: SeriesTable, spec: WindowSpec, batch_size: int, draw_batches: int, seed: int
+) -> tf.data.Dataset:
+    """An endless stream of balanced batches (every series equally likely), seeded.
+
+    Draws ``draw_batches`` batches at a time with :func:`balanced_sample`, so one pipeline (and
+    one copy of the values) serves a whole training run instead of one per epoch.
+
+    Returns:
+        A dataset of ``({"history": (B, L), "mask": (B, L)}, target (B, H))``.
+    """
+    index, counts = window_index(table, spec)
+
+    def draws() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        while True:
+            picks = balanced_sample(index, counts, draw_batches * batch_size, rng)
+            yield from picks.reshape(draw_batches, batch_size, 2)
+
+    signature = tf.TensorSpec((batch_size, 2), tf.int64)
+    ds = tf.data.Dataset.from_generator(draws, output_signature=signature)
+    return ds.map(_gather_fn(table, spec)).prefetch(PREFETCH)
+
+
 def window_dataset(
     table: SeriesTable,
     spec: WindowSpec,
@@ -270,13 +294,14 @@ def last_windows(table: SeriesTable, spec: WindowSpec) -> np.ndarray:
 
 
 __all__ = [
-    "PREFETCH",
     "Batch",
+    "PREFETCH",
     "SeriesTable",
     "WindowRuns",
     "WindowSpec",
     "as_tensor",
     "balanced_sample",
+    "balanced_stream",
     "gather_windows",
     "last_windows",
     "make_dataset",

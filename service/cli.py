@@ -63,19 +63,23 @@ def train(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="uvicorn worker processes (each loads the model and follows the "
+        "alias; /metrics sums requests over all of them).")] = None,
 ) -> None:
     """Serve the champion model(s) over HTTP."""
     _quiet_tensorflow()
     import uvicorn
 
+    from service.metrics import multiprocess_dir
     from service.settings import get_api_settings
 
     api = get_api_settings()
     api = api.model_copy(update={k: v for k, v in
                                  {"host": host, "port": port, "workers": workers}.items() if v})
-    uvicorn.run("service.app:create_app", factory=True, host=api.host, port=api.port,
-                workers=api.workers, access_log=api.access_log)
+    with multiprocess_dir(api.workers):  # Prometheus multiprocess mode for N > 1 workers
+        uvicorn.run("service.app:create_app", factory=True, host=api.host, port=api.port,
+                    workers=api.workers, access_log=api.access_log)
 
 
 @app.command()

@@ -3,14 +3,25 @@
 Each app owns a :class:`Metrics` on its own ``CollectorRegistry`` (several apps may live in one
 process, e.g. in tests). Request metrics are observed by :mod:`service.middleware`, batching
 metrics by :mod:`service.batching`; model and queue state is read at scrape time from the
-store and the batchers, so the hot path pays nothing for it. A multi-worker deployment would
-switch the registry to ``prometheus_client.multiprocess`` here.
+store and the batchers, so the hot path pays nothing for it.
+
+Several uvicorn workers (``nearcast serve --workers N``): :func:`multiprocess_dir` switches
+prometheus-client to its multiprocess mode before the workers start. Each worker then writes
+its request, latency and batching samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape,
+whichever worker answers it, returns their sums over all workers. The state read at scrape time
+(served version, load time and failures, queue depth) is the answering worker's own and carries
+a ``worker`` label (its pid): every worker follows the alias by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,11 +29,16 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from service.store import ModelStore
+if TYPE_CHECKING:  # the CLI imports this module before TensorFlow should be loaded
+    from service.store import ModelStore
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0)
@@ -39,6 +55,13 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # Multiprocess mode is fixed when prometheus_client is imported (PROMETHEUS_MULTIPROC_DIR
+        # set then): samples go to per-process files and a scrape sums the files.
+        self.multiprocess = values.ValueClass is not values.MutexValue
+        self.exposed = self.registry
+        if self.multiprocess:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
         r = self.registry
         self.requests = Counter("nearcast_http_requests", "HTTP requests by route and status.",
                                 ["route", "method", "status"], registry=r)
@@ -60,35 +83,68 @@ class Metrics:
 
     def watch(self, store: ModelStore, queues: Callable[[], Mapping[str, _Queue]]) -> None:
         """Report the served versions and queue depths at scrape time."""
-        self.registry.register(_StateCollector(store, queues))
+        worker = str(os.getpid()) if self.multiprocess else None
+        self.exposed.register(_StateCollector(store, queues, worker))
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition text (summed over workers in multiprocess mode) and its content type."""
+        return generate_latest(self.exposed), CONTENT_TYPE_LATEST
 
 
 class _StateCollector(Collector):
-    def __init__(self, store: ModelStore, queues: Callable[[], Mapping[str, _Queue]]) -> None:
+    def __init__(self, store: ModelStore, queues: Callable[[], Mapping[str, _Queue]],
+                 worker: str | None) -> None:
         self.store, self.queues = store, queues
+        self.extra = {"worker": worker} if worker else {}  # multiprocess: whose state this is
 
     def collect(self) -> Iterator[Metric]:
+        keys, extra = list(self.extra), list(self.extra.values())
         version = GaugeMetricFamily("nearcast_model_version", "Served registered version.",
-                                    labels=["model", "alias"])
+                                    labels=["model", "alias", *keys])
         loaded = GaugeMetricFamily("nearcast_model_loaded_timestamp_seconds",
-                                   "When the served version was loaded.", labels=["model"])
+                                   "When the served version was loaded.", labels=["model", *keys])
         failures = CounterMetricFamily("nearcast_model_load_failures",
                                        "Versions that failed to load or warm up.",
-                                       labels=["model"])
+                                       labels=["model", *keys])
         for name, served in list(self.store.models.items()):
-            version.add_metric([name, served.alias], served.ref.version)
-            loaded.add_metric([name], served.loaded_at)
+            version.add_metric([name, served.alias, *extra], served.ref.version)
+            loaded.add_metric([name, *extra], served.loaded_at)
         for name, status in list(self.store.status.items()):
-            failures.add_metric([name], status.failures)
+            failures.add_metric([name, *extra], status.failures)
         depth = GaugeMetricFamily("nearcast_queue_series", "Series queued or running.",
-                                  labels=["model"])
+                                  labels=["model", *keys])
         for name, queue in self.queues().items():
-            depth.add_metric([name], queue.pending)
+            depth.add_metric([name, *extra], queue.pending)
         yield from (version, loaded, failures, depth)
 
 
-__all__ = ["Metrics"]
+@contextlib.contextmanager
+def multiprocess_dir(workers: int) -> Iterator[Path | None]:
+    """Prometheus multiprocess mode for the uvicorn workers started inside the ``with`` block.
+
+    With ``workers > 1`` (or ``PROMETHEUS_MULTIPROC_DIR`` already set) the folder named by
+    ``PROMETHEUS_MULTIPROC_DIR``, else a new temporary one, is emptied of earlier samples (counts
+    start with the server) and exported, so every worker (uvicorn spawns them; they inherit the
+    environment) writes its samples there. A temporary folder is removed afterwards.
+
+    Yields:
+        The folder, or None for a single worker (plain in-process metrics).
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if workers <= 1 and not configured:
+        yield None
+        return
+    folder = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="nearcast-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if not configured:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+__all__ = ["MULTIPROC_ENV", "Metrics", "multiprocess_dir"]

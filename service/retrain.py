@@ -12,19 +12,18 @@ says "already running" within a second or two instead of after loading TensorFlo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunTag
 
 from models import registry
 from models.retraining import TAG_PREFIX, Decision, decide, read_retrain_section
 from models.settings import MlflowSettings, get_mlflow_settings
+from service import retrain_records as records
 from service.locks import retrain_lock
+from service.retrain_records import RUN_KIND, Echo, version_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,13 +35,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
 """Exit codes of ``nearcast retrain``: promoted and kept are both 0 (the output says which)."""
 
-RUN_KIND = "retrain"
-
-Echo = Callable[[str], None]
-
-
 class RetrainError(RuntimeError):
-    """The retraining failed; ``champion`` was not moved."""
+    """The retraining failed; the message says where and that ``champion`` was not moved."""
 
 
 @dataclass(frozen=True)
@@ -77,18 +71,13 @@ class RetrainOutcome:
         lines = [f"scores on the last {self.horizon} points of each series:"]
         lines += [f"  {who:16s} sMAPE {s['smape']:7.3f}  MASE {s['mase']:7.3f}  OWA "
                   f"{s['owa']:6.3f}" for who, s in self.scores.items()]
-        v = self.challenger.version
+        v, was = self.challenger.version, version_label(self.champion_before)
         if self.decision.promote:
-            verdict = f"promoted: {self.model} v{v} is champion (was {_v(self.champion_before)})"
+            verdict = f"promoted: {self.model} v{v} is champion (was {was})"
         else:
-            verdict = (f"kept: champion stays {_v(self.champion_before)}; v{v} stays "
-                       f"challenger")
+            verdict = f"kept: champion stays {was}; v{v} stays challenger"
         lines.append(f"decision: {verdict} — {self.decision.reason}")
         return "\n".join(lines)
-
-
-def _v(ref: registry.VersionRef | None) -> str:
-    return f"v{ref.version}" if ref else "none"
 
 
 def run_retrain(
@@ -127,14 +116,14 @@ def _retrain_locked(job: JobConfig, settings: MlflowSettings, echo: Echo) -> Ret
     try:
         client = settings.connect()
         experiment_id = settings.ensure_experiment(client)
-        _close_dead_runs(client, experiment_id, name, echo)
+        records.close_dead_runs(client, experiment_id, name, echo)
         before = registry.version_for_alias(client, name, registry.CHAMPION)
         run_id = client.create_run(experiment_id, run_name=f"retrain {name}",
-                                   tags=_run_tags(job, name, before)).info.run_id
+                                   tags=records.run_tags(job, name, before)).info.run_id
     except Exception as exc:
         raise RetrainError(f"retraining {name} could not start: {type(exc).__name__}: {exc}; "
-                           f"champion unchanged ({_v(before)})") from exc
-    echo(f"retraining {name} (champion {_v(before)}), MLflow run {run_id}")
+                           f"champion unchanged ({version_label(before)})") from exc
+    echo(f"retraining {name} (champion {version_label(before)}), MLflow run {run_id}")
     steps: list[str] = []
 
     def step(line: str) -> None:  # the last step names where a failure happened
@@ -144,24 +133,16 @@ def _retrain_locked(job: JobConfig, settings: MlflowSettings, echo: Echo) -> Ret
     try:
         outcome = _challenge(job, settings, client, run_id, before, step)
     except BaseException as exc:
-        _record_failure(client, run_id, exc, echo)
+        records.record_failure(client, run_id, exc, echo)
         if not isinstance(exc, Exception):
             raise
         where = f" at '{steps[-1]}'" if steps else ""
+        moved = [line for line in steps if line.startswith("champion -> ")]
+        state = moved[-1] if moved else f"champion unchanged ({version_label(before)})"
         raise RetrainError(f"retraining {name} failed{where}: {type(exc).__name__}: {exc}; "
-                           f"champion unchanged ({_v(before)})") from exc
-    _record_finish(client, outcome, echo)
+                           f"{state}") from exc
+    records.record_finish(client, outcome.run_id, outcome.champion_after, echo)
     return outcome
-
-
-def _run_tags(job: JobConfig, name: str, before: registry.VersionRef | None) -> dict[str, str]:
-    from models import tracking
-
-    return tracking.run_tags(job.data.describe(), kind=RUN_KIND) | {
-        "nearcast.model": name, f"{TAG_PREFIX}champion_before": _v(before),
-        f"{TAG_PREFIX}metric": job.retrain.metric, f"{TAG_PREFIX}margin": str(job.retrain.margin),
-        f"{TAG_PREFIX}warm_start": str(job.retrain.warm_start).lower(),
-    }
 
 
 def _challenge(
@@ -179,25 +160,26 @@ def _challenge(
     echo("training the challenger")
     trained = train_and_register(data.frame, job.model, job.train, settings, data.source,
                                  gap_policy=job.data.gap_policy, init_weights=weights,
-                                 tags={"mlflow.parentRunId": run_id})
+                                 tags={"mlflow.parentRunId": run_id}, ensemble=job.ensemble)
     if trained.version is None:  # register=True always registers; keep mypy and readers sure
         raise RetrainError("the challenger was not registered")
     challenger = trained.version
     echo(f"challenger registered: {name} v{challenger.version} (run {trained.run_id})")
     horizon, scores = _score(trained.forecaster, champion, data.frame)
     decision = decide(job.retrain, scores["challenger"], scores.get("champion"), scores)
-    _log_scores(client, run_id, scores, decision, horizon)
+    records.log_scores(client, run_id, scores, decision, horizon)
     after = before
     if decision.promote:
         echo(f"promoting {name} v{challenger.version}: {decision.reason}")
         after = registry.promote(client, name, challenger.version, decision.reason,
                                  who="nearcast retrain")
+        echo(f"champion -> {name} v{after.version}")
         try:  # the promotion stands; a record that fails now is only reported
-            _record_decision(client, run_id, challenger, before, decision)
+            records.record_decision(client, run_id, challenger, before, decision)
         except Exception as exc:
             echo(f"warning: promoted, but recording the decision failed: {exc}")
     else:
-        _record_decision(client, run_id, challenger, before, decision)
+        records.record_decision(client, run_id, challenger, before, decision)
     return RetrainOutcome(name, decision, run_id, trained.run_id, challenger, before, after,
                           horizon, scores)
 
@@ -230,6 +212,8 @@ def _warm_start(
     weights = None
     if champion is None:
         note = "from scratch: no champion yet"
+    elif job.ensemble is not None:
+        note = "from scratch: an ensemble's members start from scratch"
     elif champion.config != job.model:
         ours, theirs = job.model.model_dump(), champion.config.model_dump()
         differ = sorted(k for k in ours if ours[k] != theirs[k])
@@ -259,81 +243,6 @@ def _score(
     if champion is not None:
         scores["champion"] = backtest(champion, frame, 1, horizon=h).aggregate["model"]
     return h, scores | {k: v for k, v in new.items() if k != "model"}
-
-
-def _log_scores(
-    client: MlflowClient, run_id: str, scores: dict[str, dict[str, float]], decision: Decision,
-    horizon: int,
-) -> None:
-    """Every score (``<who>_<metric>``), the bar and the improvement, on the retrain run."""
-    now = int(time.time() * 1000)
-    values = {f"{who}_{k}": v for who, s in scores.items() for k, v in s.items()}
-    values |= {"threshold": decision.threshold, "improvement": decision.improvement,
-               "scored_points": float(horizon)}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
-
-
-def _record_decision(
-    client: MlflowClient, run_id: str, challenger: registry.VersionRef,
-    before: registry.VersionRef | None, decision: Decision,
-) -> None:
-    """The decision on the retrain run and on the model versions (written once it holds)."""
-    tags = decision.tags() | {f"{TAG_PREFIX}challenger_version": f"v{challenger.version}",
-                              f"{TAG_PREFIX}training_run_id": challenger.run_id}
-    client.log_batch(run_id, metrics=[Metric("promoted", float(decision.promote),
-                                             int(time.time() * 1000), 0)],
-                     tags=[RunTag(k, v) for k, v in tags.items()])
-    version_tags = decision.tags() | {f"{TAG_PREFIX}run_id": run_id,
-                                      f"{TAG_PREFIX}champion_before": _v(before)}
-    for key, value in version_tags.items():
-        client.set_model_version_tag(challenger.name, str(challenger.version), key, value)
-    if before is not None and not decision.promote:
-        client.set_model_version_tag(before.name, str(before.version),
-                                     f"{TAG_PREFIX}last_challenge",
-                                     f"v{challenger.version} kept out: {decision.reason}")
-
-
-def _record_finish(client: MlflowClient, outcome: RetrainOutcome, echo: Echo) -> None:
-    """Close the run; the decision already stands, so a failure here is only reported."""
-    try:
-        client.set_tag(outcome.run_id, f"{TAG_PREFIX}champion_after", _v(outcome.champion_after))
-        client.set_terminated(outcome.run_id, "FINISHED")
-    except Exception as exc:
-        echo(f"warning: could not close MLflow run {outcome.run_id}: {exc}")
-
-
-def _record_failure(client: MlflowClient, run_id: str, exc: BaseException, echo: Echo) -> None:
-    """Mark the run FAILED (KILLED on interrupts) with the error; best effort."""
-    failed = isinstance(exc, Exception)
-    status, what = ("FAILED", "") if failed else ("KILLED", "interrupted: ")
-    try:
-        client.set_tag(run_id, f"{TAG_PREFIX}decision", "failed")
-        client.set_tag(run_id, f"{TAG_PREFIX}error",
-                       f"{what}{type(exc).__name__}: {exc}"[:4000])
-        client.set_terminated(run_id, status)
-    except Exception as inner:  # the registry may be what failed
-        echo(f"warning: could not record the failure in MLflow run {run_id}: {inner}")
-
-
-def _close_dead_runs(client: MlflowClient, experiment_id: str, name: str, echo: Echo) -> None:
-    """Mark retrain runs of ``name`` still RUNNING (and their children) KILLED.
-
-    We hold the lock, so their processes are gone (killed or crashed mid-run).
-    """
-    quoted = name.replace("'", "\\'")
-    running = "attributes.status = 'RUNNING'"
-    dead = client.search_runs(
-        [experiment_id], f"tags.`nearcast.kind` = '{RUN_KIND}' and tags.`nearcast.model` = "
-                         f"'{quoted}' and {running}", max_results=100)
-    for run in dead:
-        dead_id = run.info.run_id
-        for child in client.search_runs(
-                [experiment_id], f"tags.`mlflow.parentRunId` = '{dead_id}' and {running}"):
-            client.set_terminated(child.info.run_id, "KILLED")
-        client.set_tag(dead_id, f"{TAG_PREFIX}decision", "failed")
-        client.set_tag(dead_id, f"{TAG_PREFIX}error", "the process ended before finishing")
-        client.set_terminated(dead_id, "KILLED")
-        echo(f"marked the unfinished retrain run {dead_id} KILLED")
 
 
 __all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_OK", "RUN_KIND", "RetrainError", "RetrainOutcome",

@@ -37,13 +37,31 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["ops"], responses={503: _ERRORS[503]})
 async def readyz(state: State) -> dict[str, Any]:
-    """Ready when a model is loaded and warmed up."""
+    """Ready when a model is loaded and warmed up.
+
+    An unreachable registry does not make the server unready: it keeps serving the loaded
+    versions, says so in ``registry_reachable`` and ``details``, and follows the alias again
+    once the registry answers.
+    """
     store = state.store
     if store is None or not store.ready:
         raise ApiError(503, "server", "no model loaded yet",
                        headers={"Retry-After": str(state.settings.retry_after_seconds)})
     return {"ready": True, "models": sorted(store.models),
-            "registry_reachable": all(s.registry_reachable for s in store.status.values())}
+            "registry_reachable": store.registry_reachable, "details": _details(store)}
+
+
+def _details(store: ModelStore) -> dict[str, dict[str, Any]]:
+    """Per configured name: served version, registry reachability, last poll and contact."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in store.names:
+        status, served = store.status.get(name), store.models.get(name)
+        out[name] = {"version": served.ref.version if served else None,
+                     "registry_reachable": status.registry_reachable if status else None,
+                     "last_check": _ts(status.last_check) if status else None,
+                     "last_contact": _ts(status.last_contact) if status else None,
+                     "last_error": status.last_error if status else None}
+    return out
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response,

@@ -37,6 +37,7 @@ class ModelStatus:
     failed_version: int | None = None
     registry_reachable: bool = True
     failures: int = 0
+    last_contact: float = 0.0  # when the registry last answered (0: never)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ModelStore:
                 status.last_error = f"registry unreachable ({type(exc).__name__}); see the log"
                 log.warning("registry unreachable for %s: %s", name, exc)
                 return False
-            status.registry_reachable = True
+            status.registry_reachable, status.last_contact = True, time.time()
             current = self.models.get(name)
             if ref is None or (current is not None and current.ref.version == ref.version):
                 status.last_error = None if ref else f"no version has alias {self.alias!r}"
@@ -95,6 +96,13 @@ class ModelStore:
             forecaster = load_forecaster(f"models:/{name}/{ref.version}", self.jit_compile)
             _warm(forecaster)
         except Exception as exc:
+            if not self._registry_answers(name):  # e.g. a tracking server restarting mid-download
+                status.registry_reachable = False
+                status.last_error = f"v{ref.version} not loaded: registry unreachable " \
+                                    f"({type(exc).__name__}); retrying at the next poll"
+                log.warning("loading %s v%s failed, registry unreachable: %s", name, ref.version,
+                            exc)
+                return False
             status.failed_version, status.last_error = ref.version, _public(ref.version, exc)
             status.failures += 1
             log.error("loading %s v%s failed; keeping the current model: %s", name, ref.version,
@@ -105,6 +113,14 @@ class ModelStore:
         log.info("serving %s v%s (alias %s)", name, ref.version, self.alias)
         return True
 
+    def _registry_answers(self, name: str) -> bool:
+        """Whether the registry answers now (a failed load is only the version's fault if so)."""
+        try:
+            version_for_alias(self.client, name, self.alias)
+        except Exception:
+            return False
+        return True
+
     def refresh_all(self) -> list[str]:
         """Refresh every configured model name; returns the names that got a new version."""
         return [name for name in self.names if self.refresh(name)]
@@ -113,6 +129,11 @@ class ModelStore:
     def ready(self) -> bool:
         """True when at least one model is loaded."""
         return bool(self.models)
+
+    @property
+    def registry_reachable(self) -> bool:
+        """False when the last poll of any model name could not reach the registry."""
+        return all(s.registry_reachable for s in list(self.status.values()))
 
 
 class WarmupError(ValueError):

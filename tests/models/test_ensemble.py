@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_settings
+from conftest import LiveServer, make_settings, start_server
+from models import registry
 from models.architectures.combine import Combine, WidenIntervals
 from models.config import EnsembleConfig, ModelConfig, TrainConfig
 from models.ensemble import ensemble_config, interval_factor
 from models.job import train_and_register
+from service.app import create_app
+from service.settings import ApiSettings
 
 
 def test_median_and_mean_combiners_on_hand_made_members() -> None:
@@ -54,7 +60,7 @@ def test_members_must_share_horizon() -> None:
 
 
 def test_ensemble_trains_logs_members_and_registers_one_model(
-    tiny_df: pd.DataFrame, tmp_path  # type: ignore[no-untyped-def]
+    tiny_df: pd.DataFrame, tmp_path: Path, live: list[LiveServer]
 ) -> None:
     settings = make_settings(tmp_path, "ens")
     base = ModelConfig(cell="gru", units=8, input_size=72, horizon=24, fold=24, min_history=48,
@@ -80,3 +86,15 @@ def test_ensemble_trains_logs_members_and_registers_one_model(
     frame = model.predict(naive[["unique_id", "ds", "y"]])
     np.testing.assert_allclose(frame["forecast"].to_numpy(), fast, rtol=1e-5)
     assert np.all(frame["q0.1"] <= frame["forecast"]) and np.all(frame["forecast"] <= frame["q0.9"])
+
+    # The same registered ensemble through the HTTP API: identical forecasts and quantiles.
+    registry.promote(settings.connect(), settings.model_name, 1, "test")
+    server = start_server(create_app(ApiSettings(models=[settings.model_name]), settings))
+    live.append(server)
+    body = {"series": [{"id": "H2", "start": series["ds"].iloc[0].isoformat(),
+                        "values": series["y"].tolist()}], "quantiles": [0.1, 0.9]}
+    resp = httpx.post(f"{server.url}/v1/forecast", json=body, timeout=30)
+    assert resp.status_code == 200, resp.text
+    (out,) = resp.json()["series"]
+    np.testing.assert_allclose(out["forecast"], frame["forecast"].to_numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out["quantiles"]["0.1"], frame["q0.1"].to_numpy(), rtol=1e-5)

@@ -39,7 +39,9 @@ def test_mlflow_models_serve_answers_dataframe_split(
 ) -> None:
     settings, port = champion.settings, free_port()
     bin_dir = Path(sys.executable).parent
-    env = os.environ | {"MLFLOW_TRACKING_URI": settings.resolved_tracking_uri(),
+    # Both URIs: mlflow.set_registry_uri() in this process exports MLFLOW_REGISTRY_URI too.
+    uri = settings.resolved_tracking_uri()
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
                         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                         "TF_CPP_MIN_LOG_LEVEL": "3"}
     cmd = [str(bin_dir / "mlflow"), "models", "serve", "-m",

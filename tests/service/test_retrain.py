@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from click.testing import Result
 from mlflow import MlflowClient
@@ -38,7 +39,7 @@ from typer.testing import CliRunner
 from conftest import LiveServer, make_settings, start_server
 from models import registry
 from models.config import ModelConfig, TrainConfig
-from models.job import train_and_register
+from models.job import JobResult, train_and_register
 from models.retraining import LockConfig
 from models.settings import MlflowSettings, get_mlflow_settings
 from service.app import create_app
@@ -59,6 +60,8 @@ class Store:
     settings: MlflowSettings
     data: Path
     champion: int
+    model_uri: str
+    run_id: str
 
     @property
     def client(self) -> MlflowClient:
@@ -77,13 +80,13 @@ class Store:
             return False
 
 
-def _champion(root: Path, df: object) -> tuple[MlflowSettings, int]:
+def _champion(root: Path, df: pd.DataFrame) -> tuple[MlflowSettings, JobResult]:
     settings = make_settings(root, NAME)
     job = train_and_register(df, ModelConfig(**MODEL),
                              TrainConfig(**GOOD_TRAIN | {"verbose": False}), settings, "tests")
     assert job.version is not None
     registry.promote(settings.connect(), NAME, job.version.version, "tests")
-    return settings, job.version.version
+    return settings, job
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         df = tiny_frame()
         data = root / "data.csv"
         df.to_csv(data, index=False)
-        settings, version = _champion(root, df)
-        yield Store(root, settings, data, version)
+        settings, job = _champion(root, df)
+        assert job.version is not None
+        yield Store(root, settings, data, job.version.version, job.model_uri, job.run_id)
 
 
 def _lines() -> tuple[list[str], Callable[[str], None]]:
@@ -202,7 +206,9 @@ def test_better_challenger_promoted_and_served_worse_one_kept(
 ) -> None:
     full = tiny_frame()
     old = full.groupby("unique_id", sort=False).head(216)  # v1 knows only the first 9 days
-    settings, v1 = _champion(tmp_path, old)
+    settings, first = _champion(tmp_path, old)
+    assert first.version is not None
+    v1 = first.version.version
     server = start_server(create_app(ApiSettings(models=[NAME], poll_seconds=0.5), settings))
     live.append(server)
     assert _served_version(server) == v1
@@ -291,6 +297,28 @@ def _cli(args: list[str], settings: MlflowSettings) -> Result:
             "NEARCAST_TRACKING_URI": settings.resolved_tracking_uri()})
     finally:
         get_mlflow_settings.cache_clear()
+
+
+def test_promote_and_rollback_walk_back_with_clear_errors(store: Store) -> None:
+    client, name = store.client, "chain"
+    versions = [registry.register(client, name, store.model_uri, store.run_id).version
+                for _ in range(3)]
+    for v in versions:
+        registry.promote(client, name, v, f"step {v}")
+    assert registry.rollback(client, name).version == versions[1]
+    assert registry.rollback(client, name).version == versions[0]  # further back, no toggling
+    with pytest.raises(ValueError, match=r"chain v1 records no previous champion"):
+        registry.rollback(client, name)
+    with pytest.raises(ValueError, match=r"model 'chain' has no version 7; versions: \[1, 2, 3\]"):
+        registry.promote(client, name, 7, "typo")
+    result = _cli(["promote", "--version", "7", "--name", name], store.settings)
+    assert result.exit_code == 1
+    assert "error: model 'chain' has no version 7; versions: [1, 2, 3]" in result.output
+    result = _cli(["rollback", "--name", "nothing"], store.settings)
+    assert result.exit_code == 1 and "error: model 'nothing' has no champion" in result.output
+    result = _cli(["promote", "--version", "2", "--name", name], store.settings)
+    assert result.exit_code == 0 and "champion -> chain v2" in result.output
+    assert client.get_model_version(name, "2").tags[registry.TAG_PREVIOUS] == "1"
 
 
 # ----------------------------------------------------------------------------- acceptance 2
