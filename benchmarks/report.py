@@ -77,11 +77,13 @@ def _accuracy_rows(acc: Mapping[str, Any] | None, peers: Mapping[str, Any] | Non
             rows.append({"method": LABELS[key], **_scores(acc["runs"][0]["scores"][key]),
                          "series": acc["runs"][0]["series"]})
     for run in (acc or {}).get("runs", []):
-        cfg = run["model"]
-        name = f"nearcast {cfg['cell'].upper()} {cfg['units']}x{cfg['layers']} ({run['config']})"
+        cfg, members = run["model"], run.get("members", 1)
+        kind = f"ensemble of {members}" if members > 1 else f"{cfg['cell'].upper()}"
+        name = f"nearcast {kind} {cfg['units']}x{cfg['layers']} ({run['config']})"
+        coverage = (run.get("interval_coverage") or {}).get("coverage_80")
         rows.append({"method": name, **_scores(run["scores"]["model"]),
                      "training (s)": run["train_seconds"], "forecast (s)": run["forecast_seconds"],
-                     "series": run["series"]})
+                     "series": run["series"], "80% coverage": coverage})
     return rows
 
 
@@ -123,8 +125,10 @@ def _accuracy(results: Path) -> list[str]:
     if acc is None and peers is None:
         return []
     rows = _accuracy_rows(acc, peers)
-    cols = ["method", "smape", "mase", "owa", "training (s)", "forecast (s)", "series"]
-    heads = ["method", "sMAPE", "MASE", "OWA", "training (s)", "forecast (s)", "series"]
+    cols = ["method", "smape", "mase", "owa", "training (s)", "forecast (s)", "series",
+            "80% coverage"]
+    heads = ["method", "sMAPE", "MASE", "OWA", "training (s)", "forecast (s)", "series",
+             "80% interval coverage"]
     lines = [
         "## Accuracy: M4 Hourly, last 48 points of each series held out", "",
         "Every method forecasts the last 48 points of each bundled M4 Hourly training series "
