@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import max_rss_bytes, reset_peak_rss, rss_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
 INPUT, HORIZON, STRIDE, BATCH = 168, 48, 1, 256
@@ -126,26 +128,6 @@ def run_keras(values: np.ndarray, offsets: np.ndarray) -> tuple[int, float]:
     return windows, checksum
 
 
-# ----------------------------------------------------------------------------- memory
-def _status(field: str) -> int:
-    """A ``/proc/self/status`` memory field in bytes."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset the resident high-water mark (Linux >= 4.0); False when not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 # ----------------------------------------------------------------------------- worker
 def worker(side: str, data: str, quick: bool, floor: bool = False) -> dict[str, Any]:
     """Measure one side on one data set (run in a fresh process).
@@ -164,12 +146,12 @@ def worker(side: str, data: str, quick: bool, floor: bool = False) -> dict[str, 
     if floor:
         values, offsets = values[offsets[2] : offsets[4]], offsets[2:5] - offsets[2]
     gc.collect()
-    reset = _reset_peak()
-    base = _status("VmRSS")
+    reset = reset_peak_rss()
+    base = rss_bytes()
     t0 = time.perf_counter()
     windows, checksum = run(values, offsets)
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM") - base
+    peak = max_rss_bytes() - base
     return {
         "data": data + ("/floor" if floor else ""), "side": side, "series": len(offsets) - 1,
         "points": int(offsets[-1]), "raw_bytes": int(values.nbytes), "windows": windows,

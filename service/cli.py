@@ -20,7 +20,7 @@ def _quiet_tensorflow() -> None:
 
 @app.command()
 def quickstart(
-    budget: Annotated[float, typer.Option(help="Training wall-clock budget, seconds.")] = 120.0,
+    budget: Annotated[float, typer.Option(help="Training wall-clock budget, seconds.")] = 90.0,
     serve: Annotated[bool, typer.Option(help="Keep serving after the demo request.")] = True,
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""

@@ -21,8 +21,8 @@ from service.settings import ApiSettings
 
 QUICKSTART_MODEL = ModelConfig(cell="lstm", units=64, input_size=168, horizon=48, fold=24,
                                season=24, min_history=48)
-QUICKSTART_TRAIN = TrainConfig(epochs=40, steps_per_epoch=50, batch_size=256, max_seconds=120,
-                               patience=6, learning_rate=2e-3)
+QUICKSTART_TRAIN = TrainConfig(epochs=150, steps_per_epoch=50, batch_size=256, max_seconds=90,
+                               patience=15, learning_rate=2e-3)
 
 
 def _say(msg: str) -> None:
@@ -55,7 +55,7 @@ def _request_body(cfg: DataConfig) -> dict[str, object]:
 def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | None,
                    serve_forever: bool = True) -> dict[str, object]:
     """Train, register, promote, serve and send one forecast request; returns its JSON."""
-    train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget or 120.0})
+    train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget or 90.0})
     result, data_cfg = _train(settings, train_cfg)
     assert result.version is not None
     client = settings.connect()

@@ -1,0 +1,36 @@
+"""`nearcast quickstart` end to end on the bundled data, with a tiny training budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from conftest import free_port, make_settings
+from models.registry import version_for_alias
+from service.quickstart import run_quickstart
+from service.settings import ApiSettings
+
+
+def test_quickstart_trains_registers_serves_and_forecasts(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "quickstart")
+    api = ApiSettings(port=free_port())
+    answer = run_quickstart(settings, api, budget=3.0, serve_forever=False)
+
+    (series,) = answer["series"]  # type: ignore[misc]
+    assert series["id"] == "H1"
+    assert len(series["timestamps"]) == 48 and len(series["forecast"]) == 48
+    stamps = pd.to_datetime(series["timestamps"])
+    assert (stamps.to_series().diff().dropna() == pd.Timedelta(hours=1)).all()
+    assert all(v > 0 for v in series["forecast"])  # M4 Hourly H1 is positive
+
+    client = MlflowClient(settings.resolved_tracking_uri())
+    (run,) = client.search_runs([settings.ensure_experiment(client)])
+    assert run.data.params["model.cell"] == "lstm"
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert len(losses) >= 1 and [m.step for m in losses] == list(range(1, len(losses) + 1))
+    champion = version_for_alias(client, "quickstart", "champion")
+    assert champion is not None and champion.run_id == run.info.run_id
+    assert answer["model"] == {"model": "quickstart", "version": champion.version,  # type: ignore[index]
+                               "alias": "champion", "run_id": run.info.run_id}
