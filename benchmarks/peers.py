@@ -93,8 +93,11 @@ def _statsforecast(model: Any, train: pd.DataFrame, ids: np.ndarray, n_jobs: int
     from pipelines.schema import DS, UNIQUE_ID
 
     out = out.reset_index() if UNIQUE_ID not in out.columns else out
-    wide = out.pivot(index=UNIQUE_ID, columns=DS, values=model.alias)
-    return wide.loc[list(ids)].to_numpy(dtype=np.float64)
+    # Per series in time order: series end at different timestamps, so no pivot on ``ds``.
+    ordered = out.sort_values([UNIQUE_ID, DS], kind="stable")
+    rows = {str(k): g[model.alias].to_numpy(dtype=np.float64)
+            for k, g in ordered.groupby(UNIQUE_ID, sort=False)}
+    return np.stack([rows[str(i)] for i in ids])  # a fresh array: filled in place below
 
 
 def _fill_non_finite(name: str, fc: np.ndarray, insample: list[np.ndarray]) -> int:
