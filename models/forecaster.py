@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import models.architectures  # noqa: F401  (registers the custom layers for loading)
 from models.config import ModelConfig
 from pipelines.padding import FitResult, fit_histories
+from pipelines.prepare import Regularized, regularize
 
 MODEL_FILE, META_FILE = "model.keras", "meta.json"
 
@@ -86,6 +87,11 @@ class Forecaster:
         """Trace the compiled function once so the first request pays nothing."""
         size = self.config.input_size
         self.predict_arrays(np.ones((1, size), np.float32), np.ones((1, size), np.float32))
+
+    def regularize(self, df: pd.DataFrame) -> Regularized:
+        """Put raw long observations on the model's grid by its own rules (freq, agg, gaps)."""
+        meta = self.meta
+        return regularize(df, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
 
     def future_index(self, last_ds: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
         """Timestamps of the ``horizon`` steps after ``last_ds`` at the model frequency."""

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from models.forecaster import Forecaster
-from pipelines.prepare import Regularized, regularize
+from pipelines.prepare import Regularized
 from pipelines.schema import DS, UNIQUE_ID, Y
 
 
@@ -41,8 +41,7 @@ def forecast_frame(forecaster: Forecaster, df: pd.DataFrame, horizon: int) -> Fr
     rule, then each series' history is cut or padded to the window.
     """
     check_horizon(forecaster, horizon)
-    meta = forecaster.meta
-    prepared = regularize(df, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
+    prepared = forecaster.regularize(df)
     frame = prepared.frame
     groups = list(frame.groupby(UNIQUE_ID, sort=True))
     histories = [g[Y].to_numpy(np.float32) for _, g in groups]

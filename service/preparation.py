@@ -18,7 +18,6 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
 from models.forecaster import Forecaster
-from pipelines.prepare import regularize
 from pipelines.schema import DS, UNIQUE_ID, Y
 from service.schemas import SeriesIn
 
@@ -103,7 +102,7 @@ def _regularize(item: SeriesIn, forecaster: Forecaster, max_points: int) -> Prep
         assert item.start is not None  # the schema requires one of the two
         ds = pd.date_range(item.start, periods=len(raw), freq=meta.config.freq)
     frame = pd.DataFrame({UNIQUE_ID: item.id, DS: ds, Y: raw})
-    done = regularize(frame, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
+    done = forecaster.regularize(frame)
     out = done.frame
     missing = np.flatnonzero(out[Y].isna().to_numpy())
     if missing.size:

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import numpy as np
+import pandas as pd
 import uvicorn
 
 from models import registry
@@ -29,10 +30,9 @@ def _say(msg: str) -> None:
     print(f"[nearcast] {msg}", flush=True)
 
 
-def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult, DataConfig]:
-    data_cfg = DataConfig(source="m4_hourly")
+def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult, pd.DataFrame]:
     _say("loading the bundled M4 Hourly training series (synthetic hourly timestamps)")
-    data = load_dataset(data_cfg)
+    data = load_dataset(DataConfig(source="m4_hourly"))
     n = data.frame[UNIQUE_ID].nunique()
     _say(f"{n} series, {len(data.frame)} points; training an LSTM forecaster "
          f"(horizon 48, input 7 days; budget {train_cfg.max_seconds:.0f}s)")
@@ -41,12 +41,13 @@ def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult,
          f"{result.training.seconds:.0f}s ({result.training.stop_reason})")
     for method, s in result.evaluation.scores.items():
         _say(f"  {method:15s} sMAPE {s['smape']:6.2f}  MASE {s['mase']:5.2f}  OWA {s['owa']:.3f}")
-    return result, data_cfg
+    return result, data.frame
 
 
-def _request_body(cfg: DataConfig) -> dict[str, object]:
-    frame = load_dataset(cfg.model_copy(update={"n_series": 1})).frame
-    tail = frame.tail(QUICKSTART_MODEL.input_size)
+def _request_body(frame: pd.DataFrame) -> dict[str, object]:
+    """The newest window of the first series, regular from its first timestamp."""
+    first = frame[frame[UNIQUE_ID] == frame[UNIQUE_ID].iloc[0]]
+    tail = first.tail(QUICKSTART_MODEL.input_size)
     return {"series": [{"id": str(tail[UNIQUE_ID].iloc[0]),
                         "start": tail[DS].iloc[0].isoformat(),
                         "values": np.round(tail[Y].to_numpy(), 3).tolist()}]}
@@ -56,7 +57,7 @@ def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | N
                    serve_forever: bool = True) -> dict[str, object]:
     """Train, register, promote, serve and send one forecast request; returns its JSON."""
     train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget or 90.0})
-    result, data_cfg = _train(settings, train_cfg)
+    result, frame = _train(settings, train_cfg)
     assert result.version is not None
     client = settings.connect()
     registry.promote(client, settings.model_name, result.version.version, "quickstart")
@@ -69,7 +70,7 @@ def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | N
     base = f"http://{api.host}:{api.port}"
     _wait_ready(base, 60.0)
     _say(f"serving on {base} (docs: {base}/docs)")
-    answer = httpx.post(f"{base}/v1/forecast", json=_request_body(data_cfg), timeout=30).json()
+    answer = httpx.post(f"{base}/v1/forecast", json=_request_body(frame), timeout=30).json()
     print(json.dumps(answer, indent=2), flush=True)
     _say(f"MLflow UI on the same store: nearcast ui   (tracking URI "
          f"{settings.resolved_tracking_uri()})")
