@@ -4,7 +4,8 @@ Both sides cut the same windows (input 168, horizon 48, stride 1, batch 256) fro
 series and iterate every window once, yielding ``(x (B, 168), y (B, 48))`` batches:
 
 * nearcast: one :class:`pipelines.windows.SeriesTable` and
-  :func:`pipelines.windows.window_dataset` (lazy runs, one gather per batch);
+  :func:`pipelines.windows.window_dataset` (lazy runs, one numpy gather per batch fed to
+  ``tf.data`` by a generator, so the values are never copied into TensorFlow);
 * keras: ``tf.keras.utils.timeseries_dataset_from_array`` applied to each series in turn
   (sequence length 216 = 168 + 48, split into x and y in a ``map``).
 

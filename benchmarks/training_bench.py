@@ -114,23 +114,20 @@ def materialise(table: Any, spec: Any) -> dict[str, np.ndarray]:
 
     Returns:
         ``{"history": (N, L), "mask": (N, L), "target": (N, H)}`` float32; padded history
-        positions hold 0 and mask 0, as nearcast's windows do.
+        positions hold 0 and mask 0, as nearcast's windows do (same gather, in chunks).
     """
-    from pipelines.windows import window_index
+    from pipelines.windows import gather_windows, window_index
 
     index, _ = window_index(table, spec)
-    n, values = len(index), np.asarray(table.values, dtype=np.float32)
+    n = len(index)
     out = {"history": np.empty((n, spec.input_size), np.float32),
            "mask": np.empty((n, spec.input_size), np.float32),
            "target": np.empty((n, spec.horizon), np.float32)}
-    hist_off, tgt_off = np.arange(-spec.input_size, 0), np.arange(spec.horizon)
     for i in range(0, n, _CHUNK):
-        end, start = index[i : i + _CHUNK, :1], index[i : i + _CHUNK, 1:]
-        pos = end + hist_off
-        real = pos >= start
-        out["history"][i : i + len(end)] = np.where(real, values[np.maximum(pos, start)], 0.0)
-        out["mask"][i : i + len(end)] = real
-        out["target"][i : i + len(end)] = values[end + tgt_off]
+        inputs, target = gather_windows(table.values, index[i : i + _CHUNK], spec)
+        out["history"][i : i + len(target)] = inputs["history"]
+        out["mask"][i : i + len(target)] = inputs["mask"]
+        out["target"][i : i + len(target)] = target
     return out
 
 

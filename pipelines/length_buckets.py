@@ -18,7 +18,7 @@ loop can use either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,11 +26,10 @@ import tensorflow as tf
 
 from pipelines.window_runs import WindowSpec
 from pipelines.windows import (
-    PREFETCH,
-    Batch,
+    NumpyBatch,
     SeriesTable,
-    as_tensor,
     gather_windows,
+    numpy_dataset,
     window_runs,
 )
 
@@ -148,9 +147,9 @@ def plan_buckets(
 
 
 def gather_bucket(
-    values: tf.Tensor, rows: tf.Tensor, lengths: tf.Tensor, padded: int, spec: WindowSpec
-) -> Batch:
-    """Materialise one batch of windows left-padded to ``padded`` points.
+    values: np.ndarray, rows: np.ndarray, lengths: np.ndarray, padded: int, spec: WindowSpec
+) -> NumpyBatch:
+    """Materialise one batch of windows left-padded to ``padded`` points (numpy).
 
     Args:
         values: all series values, shape ``(N,)``.
@@ -162,13 +161,9 @@ def gather_bucket(
     Returns:
         ``({"history": (B, T_b), "mask": (B, T_b)}, target (B, H))``.
     """
-    ends = rows[:, 0]
-    cut = tf.stack([ends, ends - tf.cast(lengths, ends.dtype)], axis=1)
+    ends = np.asarray(rows, dtype=np.int64)[:, 0]
+    cut = np.stack([ends, ends - np.asarray(lengths, dtype=np.int64)], axis=1)
     return gather_windows(values, cut, WindowSpec(padded, spec.horizon, fold=spec.fold))
-
-
-def _bucket_fn(values: tf.Tensor, padded: int, spec: WindowSpec) -> Callable[..., Batch]:
-    return lambda rows, lengths: gather_bucket(values, rows, lengths, padded, spec)
 
 
 def bucket_dataset(table: SeriesTable, spec: WindowSpec, plan: BucketPlan) -> tf.data.Dataset:
@@ -178,21 +173,20 @@ def bucket_dataset(table: SeriesTable, spec: WindowSpec, plan: BucketPlan) -> tf
         A dataset of ``({"history": (B, T_b), "mask": (B, T_b)}, target (B, H))`` where
         ``T_b = plan.boundaries[plan.batch_order[i]]`` for batch ``i``.
     """
-    values = as_tensor(table.values)
-    parts, used = [], []
-    for b, padded in enumerate(plan.boundaries):
-        chosen = plan.bucket == b
-        if not chosen.any():
-            continue
-        slices = (plan.rows[chosen].astype(np.int64), plan.lengths[chosen].astype(np.int64))
-        ds = tf.data.Dataset.from_tensor_slices(slices).batch(plan.batch_size)
-        parts.append(ds.map(_bucket_fn(values, padded, spec), num_parallel_calls=tf.data.AUTOTUNE))
-        used.append(b)
-    if not parts:
+    members = [np.flatnonzero(plan.bucket == b) for b in range(len(plan.boundaries))]
+    if not any(len(m) for m in members):
         raise ValueError("the plan holds no window")
-    choice = np.searchsorted(np.asarray(used), plan.batch_order).astype(np.int64)
-    chooser = tf.data.Dataset.from_tensor_slices(choice)
-    return tf.data.Dataset.choose_from_datasets(parts, chooser).prefetch(PREFETCH)
+
+    def batches() -> Iterator[NumpyBatch]:
+        cursor = [0] * len(members)
+        for b in plan.batch_order:
+            lo = cursor[b]
+            cursor[b] += plan.batch_size
+            chosen = members[b][lo : lo + plan.batch_size]
+            yield gather_bucket(table.values, plan.rows[chosen], plan.lengths[chosen],
+                                plan.boundaries[b], spec)
+
+    return numpy_dataset(batches, None, spec.horizon)
 
 
 def length_bucket_dataset(

@@ -131,8 +131,7 @@ def test_bucket_rows_follow_the_serving_padding_rule() -> None:
     for b, padded in enumerate(BOUNDS):
         chosen = plan.bucket == b
         rows, lengths = plan.rows[chosen], plan.lengths[chosen]
-        inputs, _ = gather_bucket(tf.constant(table.values), tf.constant(rows),
-                                  tf.constant(lengths), padded, SPEC)
+        inputs, _ = gather_bucket(table.values, rows, lengths, padded, SPEC)
         raw = [table.values[end - n : end] for (end, _), n in zip(rows, lengths, strict=True)]
         served = fit_histories(raw, WindowSpec(padded, SPEC.horizon, fold=2, min_history=2))
         np.testing.assert_array_equal(served.history, inputs["history"])

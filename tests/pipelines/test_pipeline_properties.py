@@ -157,12 +157,12 @@ def test_bucket_fill_and_windows_keep_inputs_finite_and_series_apart(
     assert counts.sum() == len(index)
     if len(index) == 0:
         return
-    values = tf.constant(table.values)
+    values = table.values
     have = np.minimum(index[:, 0] - index[:, 1], spec.input_size)
-    check_rows(gather_windows(values, tf.constant(index), spec), index, have, table, own)
+    check_rows(gather_windows(values, index, spec), index, have, table, own)
     # length buckets: random real lengths, padded to the full window, same guarantees
     rng = np.random.default_rng(seed)
     rows = window_runs(table, spec).balanced(16, rng)
     lengths = draw_lengths(rows, spec, rng)
-    batch = gather_bucket(values, tf.constant(rows), tf.constant(lengths), spec.input_size, spec)
+    batch = gather_bucket(values, rows, lengths, spec.input_size, spec)
     check_rows(batch, rows, lengths, table, own)

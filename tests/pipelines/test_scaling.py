@@ -109,7 +109,7 @@ def test_level_never_sees_the_future(rule: str) -> None:
     np.testing.assert_array_equal(index, last_windows(tables[1], spec))
     levels, targets = [], []
     for table in tables:
-        inputs, target = gather_windows(tf.constant(table.values), tf.constant(index), spec)
+        inputs, target = gather_windows(table.values, index, spec)
         levels.append(np.asarray(window_level(inputs["history"], inputs["mask"], rule, 4)))
         targets.append(np.asarray(target))
     np.testing.assert_array_equal(levels[0], levels[1])
@@ -119,9 +119,9 @@ def test_level_never_sees_the_future(rule: str) -> None:
     end = int(all_index[3, 0])
     later = base.copy()
     later[end:offsets[1]] = 1e6
-    one = tf.constant(all_index[3:4])
+    one = all_index[3:4]
     levels = []
     for values in (base, later):
-        inputs, _ = gather_windows(tf.constant(values), one, spec)
+        inputs, _ = gather_windows(values, one, spec)
         levels.append(np.asarray(window_level(inputs["history"], inputs["mask"], rule, 4)))
     np.testing.assert_array_equal(levels[0], levels[1])

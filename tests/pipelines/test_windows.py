@@ -6,7 +6,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from pipelines.padding import fit_histories
 from pipelines.schema import DS, UNIQUE_ID, Y
@@ -57,7 +56,7 @@ def coded_table(lengths: Sequence[int]) -> SeriesTable:
 
 
 def gather_all(table: SeriesTable, index: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, ...]:
-    inputs, target = gather_windows(tf.constant(table.values), tf.constant(index), spec)
+    inputs, target = gather_windows(table.values, index, spec)
     return np.asarray(inputs["history"]), np.asarray(inputs["mask"]), np.asarray(target)
 
 
@@ -288,6 +287,22 @@ def test_window_dataset_yields_every_window_once() -> None:
     assert not np.array_equal(shuffled[0], shuffled[2])
     by_first = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731
     np.testing.assert_array_equal(by_first(shuffled[2]), by_first(in_order))
+
+
+def test_shuffled_pass_keeps_whole_batches_and_mixes_blocks() -> None:
+    # 9 series x 44 windows = 396 windows; blocks of 56 (buffer 50 rounded up to batches of 8)
+    table = coded_table([47] * 9)
+    spec = WindowSpec(2, 2)
+    batches = [t for _, t in window_dataset(table, spec, 8, shuffle_buffer=50, seed=3)]
+    assert [len(t) for t in batches] == [8] * 49 + [4]
+    firsts = np.concatenate(batches)[:, 0]
+    index, _ = window_index(table, spec)
+    _, _, target = gather_all(table, index, spec)
+    np.testing.assert_array_equal(np.sort(firsts), np.sort(target[:, 0]))
+    # the first 56 windows are one block of consecutive positions, not the first block
+    position = {int(v): i for i, v in enumerate(target[:, 0])}
+    first_block = {position[int(v)] // 56 for v in firsts[:56]}
+    assert len(first_block) == 1 and first_block != {0}
 
 
 def test_last_windows_target_the_last_points() -> None:
