@@ -22,6 +22,7 @@ __all__ = [
     "RESULTS",
     "ROOT",
     "format_value",
+    "git_commit",
     "machine_info",
     "markdown_table",
     "max_rss_bytes",
@@ -81,7 +82,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """Short commit of the checkout, marked when tracked files have uncommitted changes."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, timeout=10, check=True).stdout.strip()
@@ -99,7 +101,7 @@ def machine_info() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": _cpu_model(),
         "cores": os.cpu_count(), "cores_usable": affinity, "ram_gib": _ram_gib(),
         "os": _os_name(), "python": platform.python_version(), "packages": _versions(),
-        "load_average": [round(x, 2) for x in os.getloadavg()], "git": _git_commit(),
+        "load_average": [round(x, 2) for x in os.getloadavg()], "git": git_commit(),
     }
 
 

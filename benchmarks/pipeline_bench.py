@@ -20,9 +20,10 @@ threads and buffers), which dominates on small data such as M4 Hourly (2.8 MB of
 checksum of all x and y values shows both sides produced the same windows.
 
 Run: ``python -m benchmarks.pipeline_bench [--quick]``; writes benchmarks/results/pipeline.json.
-The full run takes about 20 minutes on 2 cores, nearly all of it Keras' side on the 10-million-
-point set (about 9,000 windows/s); ``--quick`` (20 M4 series, 150,000 synthetic points) about a
-minute. ``--data`` and ``--side`` select parts.
+The full run takes about 4 minutes on 2 cores, most of it Keras' side (about 6,000-11,000
+windows/s; on the 10-million-point set it runs on the first 1.5M points, see
+``KERAS_MAX_POINTS``); ``--quick`` (20 M4 series, 150,000 synthetic points) about a minute.
+``--data`` and ``--side`` select parts.
 """
 
 from __future__ import annotations

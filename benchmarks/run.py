@@ -33,6 +33,7 @@ from benchmarks.common import (
     QUICK_DIR,
     RESULTS,
     ROOT,
+    git_commit,
     machine_info,
     print_table,
     read_json,
@@ -160,7 +161,8 @@ def run_bench(bench: Bench, quick: bool) -> dict[str, Any]:
     status = ("timeout" if code is None else "failed" if code != 0
               else "ok" if fresh else "no-json")
     record |= {"status": status, "command": _display(cmd), "seconds": round(seconds, 1),
-               "returncode": code, "log": str(log.relative_to(ROOT))}
+               "returncode": code, "log": str(log.relative_to(ROOT)),
+               "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "git": git_commit()}
     if status != "ok":
         record["error"] = _tail(log) or f"exit code {code}"
         print(f"=== {bench.name}: {status.upper()} after {seconds:.0f}s (see {record['log']})")

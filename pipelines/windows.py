@@ -1,13 +1,14 @@
 """Model windows cut from regular series with tf.data, without materialising them.
 
 All series are concatenated into one float32 vector; a window is just the index of the end of
-its history (exclusive) plus the start of its series. Batches gather their values on the fly,
-so memory grows with the data, not with ``window x windows``. The windows of one series form at
-most two arithmetic runs of history ends (:class:`WindowRuns`), so a full pass over every window
-(:func:`window_dataset`) or a balanced draw needs ``O(series)`` bookkeeping, not one row per
-window. Histories shorter than ``input_size`` are padded at the start with zeros, in whole
-folds, and flagged by a mask (1.0 real, 0.0 padding): the same rule :mod:`pipelines.padding`
-applies to serving requests.
+its history (exclusive) plus the start of its series. Batches gather their values on the fly
+(one numpy gather per batch, handed to ``tf.data`` by a generator: the values are never copied
+into TensorFlow), so memory grows with the data, not with ``window x windows``. The windows of
+one series form at most two arithmetic runs of history ends (:class:`WindowRuns`), so a full
+pass over every window (:func:`window_dataset`) or a balanced draw needs ``O(series)``
+bookkeeping, not one row per window. Histories shorter than ``input_size`` are padded at the
+start with zeros, in whole folds, and flagged by a mask (1.0 real, 0.0 padding): the same rule
+:mod:`pipelines.padding` applies to serving requests.
 """
 
 from __future__ import annotations
