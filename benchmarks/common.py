@@ -83,11 +83,14 @@ def _versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """Short commit of the checkout, marked when tracked files have uncommitted changes."""
+    """Short commit of the checkout, marked when tracked files (other than benchmark results)
+    have uncommitted changes."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # the benchmarks' own outputs do not count as changes to what was measured
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!benchmarks/results", ":!BENCHMARKS.md"],
                                cwd=ROOT, text=True, capture_output=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None

@@ -34,3 +34,15 @@ def test_quickstart_trains_registers_serves_and_forecasts(tmp_path: Path) -> Non
     assert champion is not None and champion.run_id == run.info.run_id
     assert answer["model"] == {"model": "quickstart", "version": champion.version,  # type: ignore[index]
                                "alias": "champion", "run_id": run.info.run_id}
+
+
+def test_quickstart_yaml_is_the_quickstart_job() -> None:
+    # configs/quickstart.yaml documents the quickstart as a `nearcast train` job; they must agree
+    from models.jobconfig import JobConfig
+    from pipelines.dataset import DataConfig
+    from service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
+
+    job = JobConfig.from_yaml(Path(__file__).parents[2] / "configs" / "quickstart.yaml")
+    assert job.model == QUICKSTART_MODEL
+    assert job.train == QUICKSTART_TRAIN
+    assert job.data == DataConfig(source="m4_hourly")
