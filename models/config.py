@@ -97,6 +97,11 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1)
     val_horizon: int | None = Field(None, ge=1)
     seed: int = 0
+    jit_compile: bool = Field(
+        True,
+        description="Compile the training step with XLA: about 1.6x faster steps on CPU "
+        "(benchmarks/training_bench.py), about 1 s more to compile the first one.",
+    )
     verbose: bool = True
 
 

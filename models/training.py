@@ -78,8 +78,10 @@ def _optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
 StepFn = Callable[[dict[str, tf.Tensor], tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
-def _train_step(model: keras.Model, loss_fn: LossFn, opt: keras.optimizers.Optimizer) -> StepFn:
-    @tf.function  # type: ignore[untyped-decorator]
+def _train_step(
+    model: keras.Model, loss_fn: LossFn, opt: keras.optimizers.Optimizer, jit_compile: bool
+) -> StepFn:
+    @tf.function(jit_compile=jit_compile)  # type: ignore[untyped-decorator]
     def step(inputs: dict[str, tf.Tensor], target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             loss = loss_fn(target, model(inputs, training=True))
@@ -120,7 +122,7 @@ def fit(
     """
     keras.utils.set_random_seed(cfg.seed)
     loss_fn, opt = make_loss(config, cfg.loss), _optimizer(cfg)
-    step, val_loss = _train_step(model, loss_fn, opt), _val_loss_fn(model, loss_fn)
+    step, val_loss = _train_step(model, loss_fn, opt, cfg.jit_compile), _val_loss_fn(model, loss_fn)
     batches = iter(balanced_stream(data.table, config.window_spec(), cfg.batch_size,
                                    cfg.steps_per_epoch, cfg.seed))
     result, t0 = TrainResult(model=model), time.monotonic()
