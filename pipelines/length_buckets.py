@@ -177,16 +177,17 @@ def bucket_dataset(table: SeriesTable, spec: WindowSpec, plan: BucketPlan) -> tf
     if not any(len(m) for m in members):
         raise ValueError("the plan holds no window")
 
-    def batches() -> Iterator[NumpyBatch]:
-        cursor = [0] * len(members)
-        for b in plan.batch_order:
+    def batches(source: tuple[SeriesTable, BucketPlan, list[np.ndarray]]) -> Iterator[NumpyBatch]:
+        held, planned, chosen_by_bucket = source
+        cursor = [0] * len(chosen_by_bucket)
+        for b in planned.batch_order:
             lo = cursor[b]
-            cursor[b] += plan.batch_size
-            chosen = members[b][lo : lo + plan.batch_size]
-            yield gather_bucket(table.values, plan.rows[chosen], plan.lengths[chosen],
-                                plan.boundaries[b], spec)
+            cursor[b] += planned.batch_size
+            chosen = chosen_by_bucket[b][lo : lo + planned.batch_size]
+            yield gather_bucket(held.values, planned.rows[chosen], planned.lengths[chosen],
+                                planned.boundaries[b], spec)
 
-    return numpy_dataset(batches, None, spec.horizon)
+    return numpy_dataset(batches, (table, plan, members), None, spec.horizon)
 
 
 def length_bucket_dataset(

@@ -13,8 +13,10 @@ start with zeros, in whole folds, and flagged by a mask (1.0 real, 0.0 padding):
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,8 @@ Batch = tuple[dict[str, tf.Tensor], tf.Tensor]
 """``({"history": (B, T), "mask": (B, T)}, target (B, H))``."""
 NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
 """The same batch as numpy arrays."""
+S = TypeVar("S")
+R = TypeVar("R")
 PREFETCH = 2
 """Batches prepared ahead of the consumer. A gather is far cheaper than a training step, so two
 are enough; ``AUTOTUNE`` would grow the buffer (measured: tens of MB on M4 Hourly)."""
@@ -170,8 +174,16 @@ def gather_windows(
     return inputs, target
 
 
+class _Holder(Generic[S]):
+    """A box that can be weakly referenced, whatever it holds."""
+
+    def __init__(self, value: S) -> None:
+        self.value = value
+
+
 def numpy_dataset(
-    batches: Callable[[], Iterator[NumpyBatch]],
+    batches: Callable[[S], Iterator[NumpyBatch]],
+    source: S,
     history: int | None,
     horizon: int,
     n_covariates: int = 0,
@@ -184,8 +196,14 @@ def numpy_dataset(
     (``benchmarks/pipeline_bench.py``): about 4 MB peak against 11 MB for a ``tf.data`` map
     gathering from a TensorFlow copy, at 176k-218k windows/s against its 196k-298k.
 
+    TensorFlow keeps the generator of a dataset made in eager mode for the life of the process,
+    so the generator reaches ``source`` only by weak reference: the returned dataset (and every
+    dataset and iterator made from it) holds ``source``, and dropping them frees the data.
+    ``batches`` must therefore take what it needs from ``source``, not capture it.
+
     Args:
-        batches: called once per pass over the dataset; yields numpy batches.
+        batches: ``batches(source)`` is called once per pass; yields numpy batches.
+        source: what the batches are cut from (e.g. the table, the index rows).
         history: history length ``T`` of every batch, or None when it varies by batch.
         horizon: target length ``H``.
         n_covariates: ``C`` when the batches carry ``"covariates"``.
@@ -194,32 +212,49 @@ def numpy_dataset(
     Returns:
         A dataset of ``({"history": (B, T), "mask": (B, T)[, "covariates"]}, target (B, H))``.
     """
+    holder = _Holder(source)
+    ref = weakref.ref(holder)
+
+    def generate() -> Iterator[NumpyBatch]:
+        held = ref()
+        if held is None:  # only reachable by keeping a generator whose dataset is gone
+            raise RuntimeError("the dataset behind this iterator was released")
+        yield from batches(held.value)
+
     row = tf.TensorSpec((batch_size, history), tf.float32)
     inputs = {"history": row, "mask": row}
     if n_covariates:
         span = None if history is None else history + horizon
         inputs["covariates"] = tf.TensorSpec((batch_size, span, n_covariates), tf.float32)
     signature = (inputs, tf.TensorSpec((batch_size, horizon), tf.float32))
-    ds = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(PREFETCH)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(PREFETCH)
     options = tf.data.Options()
     options.autotune.enabled = False  # nothing here is tuned: one generator, fixed prefetch
-    return ds.with_options(options)
+    ds = ds.with_options(options)
+    ds._nearcast_source = holder  # the strong reference (see above)
+    return ds
 
 
 def _table_dataset(
     table: SeriesTable,
     spec: WindowSpec,
-    row_batches: Callable[[], Iterator[np.ndarray]],
+    rows: R,
+    row_batches: Callable[[R], Iterator[np.ndarray]],
     batch_size: int | None = None,
 ) -> tf.data.Dataset:
-    """The windows of each batch of index rows ``(B, 2)`` that ``row_batches`` yields."""
+    """The windows of each batch of index rows ``(B, 2)`` that ``row_batches(rows)`` yields.
 
-    def batches() -> Iterator[NumpyBatch]:
-        for rows in row_batches():
-            yield gather_windows(table.values, rows, spec, table.covariates)
+    ``rows`` is whatever the index rows come from (an index array, :class:`WindowRuns`); it is
+    held with the table by the dataset (see :func:`numpy_dataset`).
+    """
+
+    def batches(source: tuple[SeriesTable, R]) -> Iterator[NumpyBatch]:
+        held, where = source
+        for index in row_batches(where):
+            yield gather_windows(held.values, index, spec, held.covariates)
 
     n_cov = 0 if table.covariates is None else table.covariates.shape[1]
-    return numpy_dataset(batches, spec.input_size, spec.horizon, n_cov, batch_size)
+    return numpy_dataset(batches, (table, rows), spec.input_size, spec.horizon, n_cov, batch_size)
 
 
 def make_dataset(
@@ -240,10 +275,11 @@ def make_dataset(
         A dataset of ``({"history": (B, L), "mask": (B, L)}, target (B, H))`` (plus
         ``"covariates"`` when the table has them).
     """
-    rows = np.asarray(index, dtype=np.int64)
-    return _table_dataset(
-        table, spec, lambda: (rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
-    )
+
+    def slices(rows: np.ndarray) -> Iterator[np.ndarray]:
+        return (rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
+
+    return _table_dataset(table, spec, np.asarray(index, dtype=np.int64), slices)
 
 
 def balanced_stream(
@@ -258,15 +294,14 @@ def balanced_stream(
     Returns:
         A dataset of ``({"history": (B, L), "mask": (B, L)}, target (B, H))``.
     """
-    runs = window_runs(table, spec)
 
-    def draws() -> Iterator[np.ndarray]:
+    def draws(runs: WindowRuns) -> Iterator[np.ndarray]:
         rng = np.random.default_rng(seed)
         while True:
             picks = runs.balanced(draw_batches * batch_size, rng)
             yield from picks.reshape(draw_batches, batch_size, 2)
 
-    return _table_dataset(table, spec, draws, batch_size)
+    return _table_dataset(table, spec, window_runs(table, spec), draws, batch_size)
 
 
 def window_dataset(
@@ -295,13 +330,12 @@ def window_dataset(
     Returns:
         A dataset of ``({"history": (B, L), "mask": (B, L)}, target (B, H))``.
     """
-    runs = window_runs(table, spec)
 
-    def row_batches() -> Iterator[np.ndarray]:
+    def row_batches(runs: WindowRuns) -> Iterator[np.ndarray]:
         for positions in _position_batches(runs.total, batch_size, shuffle_buffer, seed):
             yield runs.rows(positions)
 
-    return _table_dataset(table, spec, row_batches)
+    return _table_dataset(table, spec, window_runs(table, spec), row_batches)
 
 
 def _position_batches(

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.length_buckets import length_bucket_dataset
 from pipelines.padding import fit_histories
 from pipelines.schema import DS, UNIQUE_ID, Y
 from pipelines.windows import (
     SeriesTable,
     WindowSpec,
     balanced_sample,
+    balanced_stream,
     gather_windows,
     last_windows,
     make_dataset,
@@ -303,6 +307,30 @@ def test_shuffled_pass_keeps_whole_batches_and_mixes_blocks() -> None:
     position = {int(v): i for i, v in enumerate(target[:, 0])}
     first_block = {position[int(v)] // 56 for v in firsts[:56]}
     assert len(first_block) == 1 and first_block != {0}
+
+
+def test_datasets_free_their_series_once_dropped() -> None:
+    # TensorFlow keeps every eager dataset's generator for the life of the process; the data
+    # must not stay with it (a long-lived scheduler trains again and again).
+    spec = WindowSpec(4, 2, fold=2, min_history=2)
+    makers = {
+        "balanced_stream": lambda t: balanced_stream(t, spec, 4, 2, seed=0),
+        "window_dataset": lambda t: window_dataset(t, spec, 4),
+        "make_dataset": lambda t: make_dataset(t, window_index(t, spec)[0], spec, 4),
+        "bucket_dataset": lambda t: length_bucket_dataset(t, spec, 4, 8, seed=0,
+                                                          boundaries=(2, 4)),
+    }
+    for name, make in makers.items():
+        table = coded_table([30, 12])
+        values = weakref.ref(table.values)
+        batches = iter(make(table))  # only the iterator holds the dataset from here on
+        del table
+        gc.collect()
+        first = next(batches)[1].numpy()
+        assert first.shape[1] == 2 and values() is not None, name  # alive while iterated
+        del batches
+        gc.collect()
+        assert values() is None, f"{name} keeps the series after its iterator is gone"
 
 
 def test_last_windows_target_the_last_points() -> None:
