@@ -25,10 +25,8 @@ import tensorflow as tf
 from pipelines.schema import DS, UNIQUE_ID, Y
 from pipelines.window_runs import WindowRuns, WindowSpec, balanced_positions
 
-Batch = tuple[dict[str, tf.Tensor], tf.Tensor]
-"""``({"history": (B, T), "mask": (B, T)}, target (B, H))``."""
 NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
-"""The same batch as numpy arrays."""
+"""``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays."""
 S = TypeVar("S")
 R = TypeVar("R")
 PREFETCH = 2
@@ -194,7 +192,7 @@ def numpy_dataset(
     The series values stay in their one numpy array: no TensorFlow copy of the data is made,
     and a batch costs one vectorised numpy gather. Measured on M4 Hourly
     (``benchmarks/pipeline_bench.py``): about 4 MB peak against 11 MB for a ``tf.data`` map
-    gathering from a TensorFlow copy, at 176k-218k windows/s against its 196k-298k.
+    gathering from a TensorFlow copy, at somewhat fewer windows/s (BENCHMARKS.md).
 
     TensorFlow keeps the generator of a dataset made in eager mode for the life of the process,
     so the generator reaches ``source`` only by weak reference: the returned dataset (and every
@@ -370,7 +368,6 @@ def last_windows(table: SeriesTable, spec: WindowSpec) -> np.ndarray:
 
 
 __all__ = [
-    "Batch",
     "NumpyBatch",
     "PREFETCH",
     "SeriesTable",
