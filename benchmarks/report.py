@@ -175,6 +175,44 @@ def _training(results: Path) -> list[str]:
             markdown_table(data.get("runs", []), cols, heads), "", *ratios, ""]
 
 
+# ----------------------------------------------------------------------------- load
+def _load(results: Path) -> list[str]:
+    data = read_json(results / "load.json")
+    if data is None:
+        return []
+    cols = ["load", "requests", "failed", "p50_ms", "p99_ms", "rps", "versions_seen",
+            "swaps_observed", "followed", "swap_lag_max_s", "outage", "readyz"]
+    heads = ["load", "requests", "failed", "p50 (ms)", "p99 (ms)", "req/s",
+             "answers per version", "swaps observed", "alias moves followed",
+             "slowest swap (s)", "tracking server down (s into the load)",
+             "/readyz: registry unreachable (s into the load)"]
+    rows = [r | {"followed": f"{r['moves_followed']} of {r['alias_moves']}" if r["alias_moves"]
+                 else None,
+                 "outage": f"{r['stopped_at_s']:.1f} to {r['answering_at_s']:.1f}"
+                 if "down_s" in r else None,
+                 "readyz": "{:.1f} to {:.1f}".format(*r["readyz_registry_unreachable_s"])
+                 if r["readyz_registry_unreachable_s"] else None,
+                 "versions_seen": ", ".join(f"v{v}: {n}" for v, n in r["versions_seen"].items())}
+            for r in data["loads"]]
+    failed = [f"- {r['load']}, sent {r['failed_between_s'][0]} to {r['failed_between_s'][1]} s "
+              "into the load: " + "; ".join(f"{n} x {kind}" for kind, n in r["failures"].items())
+              for r in data["loads"] if r["failed"]]
+    return ["## Load: 64 concurrent clients, moving alias, tracking server restart", "",
+            f"`nearcast serve` (1 worker, `NEARCAST_POLL_SECONDS={data['poll_seconds']:g}`) on "
+            f"127.0.0.1 serves the quickstart model ({data['model']['config']}) from a real "
+            f"{data['tracking']}; each load runs {data['seconds_per_load']:g} s at concurrency "
+            f"{data['concurrency']} of single-series requests ({data['client']}; see "
+            "`benchmarks/load_bench.py`). Failed = any answer but 200, or a connection error "
+            f"(target {data['targets']['failed']}). The alias moves between v1 and v2 every "
+            f"{data['swap_every_seconds']:g} s; a move is followed when the new version answers "
+            "before the next move; a swap's lag runs from the latest move to its version to the "
+            "first answer by it. The tracking server is stopped a quarter into the third load, "
+            f"kept down {data['outage_seconds']:g} s, restarted on the same port, and the alias "
+            "moves once more after it answers.", "",
+            markdown_table(rows, cols, heads), "",
+            *(["Failed requests:", "", *failed] if failed else ["No request failed."]), ""]
+
+
 # ----------------------------------------------------------------------------- generic
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
@@ -229,8 +267,9 @@ def render(run: Mapping[str, Any], results: Path) -> str:
         f"`python -m benchmarks.run{' --quick' if quick else ''} --render-only`.",
         "", *_machine(run), *_commands(run),
         *_safe(_accuracy, "accuracy", results), *_safe(_training, "training", results)]
-    known = {"accuracy", "peers", "training", "run"}
+    known = {"accuracy", "peers", "training", "run", "load"}
     for path in sorted(results.glob("*.json"), key=lambda p: (p.stem not in TITLES, p.stem)):
         if path.stem not in known:
             lines += _section(TITLES.get(path.stem, path.stem.capitalize()), path)
+    lines += _safe(_load, "load", results)
     return "\n".join(lines).rstrip() + "\n"

@@ -64,6 +64,7 @@ BENCHES = (
     Bench("pipeline", "pipeline_bench", 2400, 180),
     Bench("serve", "serve_bench", 900, 240),
     Bench("ensemble", "ensemble_latency", 600, 240),
+    Bench("load", "load_bench", 900, 300),
 )
 
 

@@ -4,11 +4,15 @@ The forecaster is never refitted: fold ``k`` cuts every series at its cutoff (se
 :func:`pipelines.splits.backtest_folds`), forecasts from the history up to that cutoff and scores
 the next ``h`` points. Each fold goes through :func:`models.evaluation.evaluate_histories`, the
 same scoring path as the training holdout, so a one-fold backtest equals the holdout.
+
+A series too short for the folds (its history before the first cutoff would be under the
+model's minimum) is left out and named in :attr:`Backtest.skipped`; the others are scored
+exactly as a backtest on them alone would score them. ``strict=True`` raises instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,7 +20,9 @@ import pandas as pd
 from models.evaluation import REFERENCE, Evaluation, evaluate_histories
 from models.forecaster import Forecaster
 from models.metrics import owa
+from pipelines.errors import DataValidationError, InputError, Problem
 from pipelines.padding import usable_length
+from pipelines.schema import DS, UNIQUE_ID
 from pipelines.splits import Fold, backtest_folds
 from pipelines.windows import SeriesTable
 
@@ -34,6 +40,7 @@ class Backtest:
         cutoffs: per fold (oldest first), each series' last history timestamp.
         folds: per fold, the evaluation (actuals ``(S, h)``, forecasts, scores).
         aggregate: method -> metric over all folds (see :func:`aggregate_scores`).
+        skipped: series left out as too short for the folds -> why.
     """
 
     horizon: int
@@ -41,6 +48,12 @@ class Backtest:
     cutoffs: list[dict[str, pd.Timestamp]]
     folds: list[Evaluation]
     aggregate: dict[str, dict[str, float]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_scored(self) -> int:
+        """Series scored in every fold."""
+        return len(self.folds[0].ids)
 
     @property
     def methods(self) -> list[str]:
@@ -70,8 +83,12 @@ class Backtest:
     def summary(self) -> str:
         """A plain-text table: aggregate scores per method, then model vs baselines per fold."""
         head = f"{'method':16s}" + "".join(f"{_LABELS[k]:>9s}" for k in METRICS)
-        lines = [f"all {len(self.folds)} folds x {self.horizon} points "
-                 f"(step {self.step}, {len(self.folds[0].ids)} series)", head]
+        lines = [f"all {len(self.folds)} folds x {self.horizon} points (step {self.step}, "
+                 f"{self.n_scored} series scored, {len(self.skipped)} skipped)"]
+        lines += [f"skipped {uid}: {why}" for uid, why in list(self.skipped.items())[:_SHOWN]]
+        if len(self.skipped) > _SHOWN:
+            lines.append(f"skipped ... and {len(self.skipped) - _SHOWN} more series")
+        lines.append(head)
         lines += [f"{m:16s}" + "".join(f"{s[k]:9.3f}" for k in METRICS)
                   for m, s in self.aggregate.items()]
         lines.append(f"{'fold, cutoff':29s}" + "".join(f"{m:>17s}" for m in self.methods)
@@ -83,6 +100,7 @@ class Backtest:
         return "\n".join(lines)
 
 
+_SHOWN = 10
 _LABELS = {"smape": "sMAPE", "mase": "MASE", "owa": "OWA", "mae": "MAE", "rmse": "RMSE"}
 
 
@@ -90,9 +108,13 @@ def _pick(scores: dict[str, float]) -> dict[str, float]:
     return {k: scores[k] for k in METRICS}
 
 
+class BacktestError(InputError, ValueError):
+    """The backtest's arguments do not fit the model (e.g. a horizon beyond the model's)."""
+
+
 def backtest(
     forecaster: Forecaster, df: pd.DataFrame, n_folds: int, step: int | None = None,
-    horizon: int | None = None,
+    horizon: int | None = None, strict: bool = False,
 ) -> Backtest:
     """Score ``forecaster`` and the baselines on ``n_folds`` rolling-origin folds of ``df``.
 
@@ -102,18 +124,21 @@ def backtest(
         n_folds: number of folds (the last one ends at each series' end).
         step: rows between consecutive cutoffs; defaults to ``horizon`` (adjacent test windows).
         horizon: points scored per fold; defaults to the model's horizon (and may not exceed it).
+        strict: raise on a series too short for the folds instead of leaving it out.
 
     Returns:
-        Per-fold and aggregate scores.
+        Per-fold and aggregate scores, and the series left out.
 
     Raises:
-        ValueError: on a horizon outside ``1..model horizon`` or a series whose history before
-            the first cutoff is shorter than the model's minimum (naming series and cutoff).
-        DataValidationError: from the split, for series with no training row left.
+        BacktestError: on a horizon outside ``1..model horizon``.
+        DataValidationError: naming the series too short for the folds (their length and
+            history before the first cutoff) when ``strict`` or when no series is long enough.
     """
     h = forecaster.config.horizon if horizon is None else horizon
     if not 1 <= h <= forecaster.config.horizon:
-        raise ValueError(f"horizon {h} is outside 1..{forecaster.config.horizon} (the model's)")
+        raise BacktestError(f"horizon {h} is outside 1..{forecaster.config.horizon} "
+                            "(the model's)")
+    df, skipped = _long_enough(df, forecaster, h, n_folds, h if step is None else step, strict)
     folds = backtest_folds(df, h, n_folds, step)
     evaluations = []
     for k, fold in enumerate(folds, 1):
@@ -121,7 +146,46 @@ def backtest(
         _check_history(forecaster, ids, insample, fold, k)
         evaluations.append(evaluate_histories(forecaster, ids, insample, actual))
     return Backtest(h, h if step is None else step, [f.cutoffs for f in folds], evaluations,
-                    aggregate_scores(evaluations))
+                    aggregate_scores(evaluations), skipped)
+
+
+def _long_enough(
+    df: pd.DataFrame, forecaster: Forecaster, h: int, n_folds: int, step: int, strict: bool
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Leave out the series whose history before the first cutoff is under the model's minimum.
+
+    Returns:
+        The frame of the other series (rows in their original order) and, per series left out,
+        why.
+    """
+    spec = forecaster.config.window_spec()
+    scored = h + (n_folds - 1) * step  # points from the first cutoff to the series' end
+    lengths = df.groupby(UNIQUE_ID, sort=True)[DS].size()
+    history = lengths - scored
+    usable = history.map(lambda n: usable_length(n, spec) if n > 0 else 0)
+    short = lengths[usable < spec.shortest_history]
+    if short.empty:
+        return df, {}
+    why = {str(uid): _too_short(df, str(uid), int(n), int(n) - scored, n_folds, spec.fold,
+                                spec.shortest_history) for uid, n in short.items()}
+    if strict or len(short) == len(lengths):
+        hint = ("" if strict else "no series is long enough; ") + \
+            "use fewer folds or a smaller step" + (", or leave out --strict" if strict else "")
+        raise DataValidationError(
+            Problem("too_short", uid, [], f"{reason}; {hint}") for uid, reason in why.items()
+        )
+    return df[~df[UNIQUE_ID].isin(short.index)], why
+
+
+def _too_short(df: pd.DataFrame, uid: str, n: int, history: int, n_folds: int, fold: int,
+               shortest: int) -> str:
+    """Why series ``uid`` (``n`` points) cannot take ``n_folds`` folds."""
+    if history <= 0:
+        return f"{n} points, no history left before the first of {n_folds} folds"
+    stamps = df.loc[df[UNIQUE_ID] == uid, DS].sort_values()
+    cutoff = pd.Timestamp(stamps.iloc[history - 1]).isoformat()
+    return (f"{n} points, {history} up to the first cutoff {cutoff} of {n_folds} folds; the "
+            f"model needs at least {shortest} (in multiples of {fold})")
 
 
 def _fold_arrays(fold: Fold, h: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -172,4 +236,4 @@ def aggregate_scores(folds: list[Evaluation]) -> dict[str, dict[str, float]]:
     return out
 
 
-__all__ = ["METRICS", "Backtest", "aggregate_scores", "backtest"]
+__all__ = ["METRICS", "Backtest", "BacktestError", "aggregate_scores", "backtest"]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipelines.windows import WindowSpec
+from pipelines.window_runs import WindowSpec
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Head = Literal["direct", "autoregressive"]

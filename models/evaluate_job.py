@@ -1,19 +1,26 @@
-"""``nearcast evaluate``: a stored model backtested on data read by its own pipeline rules."""
+"""``nearcast evaluate``: a stored model backtested on data read by its own pipeline rules.
+
+The data is read first (:func:`read_evaluation_data`), and MLflow, the model and TensorFlow
+are loaded only then, so that a missing file, table or database is reported within a second or
+two.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow import MlflowClient
+from models.jobconfig import data_config_from_spec, with_model_rules
+from pipelines.dataset import DataConfig, RawData, prepare, read_raw
+from pipelines.errors import InputError
 
-from models import registry, tracking
-from models.artifact import load_forecaster
-from models.backtest import Backtest, backtest
-from models.jobconfig import data_config_for
-from models.settings import MlflowSettings
-from pipelines.dataset import load_dataset
+if TYPE_CHECKING:  # MLflow and TensorFlow load only once the data is read
+    from mlflow import MlflowClient
+
+    from models.backtest import Backtest
+    from models.registry import VersionRef
+    from models.settings import MlflowSettings
 
 
 @dataclass(frozen=True)
@@ -21,50 +28,90 @@ class EvaluationResult:
     """What ``nearcast evaluate`` produced."""
 
     model_uri: str
-    version: registry.VersionRef | None
+    version: VersionRef | None
     source: str
     backtest: Backtest
     run_id: str | None
 
 
+@dataclass(frozen=True)
+class EvaluationData:
+    """The data named by ``--data``, read but not yet put on the model's grid."""
+
+    spec: str
+    config: DataConfig
+    raw: RawData
+
+
+class ModelNotFoundError(InputError, ValueError):
+    """The model URI names no registered version."""
+
+
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-def _version_of(client: MlflowClient, model_uri: str) -> registry.VersionRef | None:
+def _version_of(client: MlflowClient, model_uri: str) -> VersionRef | None:
     """The registered version behind ``models:/name@alias`` or ``models:/name/N``."""
+    from models import registry
+
     match = _REGISTERED.match(model_uri)
     if match is None or match["name"].startswith("m-"):
         return None  # a run or logged-model URI: no registry entry to name
     if match["alias"]:
         ref = registry.version_for_alias(client, match["name"], match["alias"])
         if ref is None:
-            raise ValueError(f"{model_uri}: no version of {match['name']!r} has alias "
-                             f"{match['alias']!r}")
+            raise ModelNotFoundError(f"{model_uri}: no version of {match['name']!r} has alias "
+                                     f"{match['alias']!r}")
         return ref
     return registry.VersionRef(match["name"], int(match["version"]), "", model_uri)
 
 
+def read_evaluation_data(spec: str) -> EvaluationData:
+    """Read the data named by ``spec`` (see :func:`models.jobconfig.data_config_from_spec`).
+
+    Raises:
+        InputError: the YAML file, the data file, table or database cannot be used, or there is
+            no row (the message names which and where).
+    """
+    cfg = data_config_from_spec(spec)
+    return EvaluationData(spec, cfg, read_raw(cfg))
+
+
 def evaluate_model(
-    model_uri: str, data: str, settings: MlflowSettings, n_folds: int, step: int | None = None,
-    horizon: int | None = None, log: bool = False,
+    model_uri: str, data: str | EvaluationData, settings: MlflowSettings, n_folds: int,
+    step: int | None = None, horizon: int | None = None, log: bool = False,
+    strict: bool = False,
 ) -> EvaluationResult:
     """Backtest a stored model on data read by its own pipeline rules; optionally log a run.
 
     Args:
         model_uri: e.g. ``models:/name@champion``, ``models:/name/3`` or ``runs:/<id>/model``.
         data: ``m4_hourly``, a data/job YAML file or a data file (see
-            :func:`models.jobconfig.data_config_for`).
+            :func:`models.jobconfig.data_config_from_spec`), or what
+            :func:`read_evaluation_data` read from one.
         settings: the MLflow store.
         n_folds: rolling-origin folds.
         step: rows between cutoffs (default ``horizon``).
         horizon: points per fold (default and maximum: the model's horizon).
         log: record a ``backtest`` run in the configured experiment.
+        strict: fail on a series too short for the folds instead of leaving it out.
+
+    Raises:
+        InputError: the data, its file, table or database, or the model cannot be used (the
+            message names which and where).
     """
+    read = read_evaluation_data(data) if isinstance(data, str) else data
     client = settings.connect()
     version = _version_of(client, model_uri)
+    import mlflow
+
+    from models import tracking
+    from models.artifact import load_forecaster
+    from models.backtest import backtest
+
     forecaster = load_forecaster(model_uri)
-    loaded = load_dataset(data_config_for(data, forecaster.meta))
-    result = backtest(forecaster, loaded.frame, n_folds, step, horizon)
+    loaded = prepare(with_model_rules(read.config, read.spec, forecaster.meta), read.raw)
+    result = backtest(forecaster, loaded.frame, n_folds, step, horizon, strict)
     run_id = None
     if log:
         tags = tracking.run_tags(loaded.source, kind="backtest") | {"nearcast.model_uri": model_uri}
@@ -74,8 +121,18 @@ def evaluate_model(
         with mlflow.start_run(experiment_id=settings.ensure_experiment(client), tags=tags) as run:
             tracking.log_backtest(result, forecaster.config, model_uri, loaded.frame,
                                   loaded.source)
+            mlflow.log_metrics({"series_scored": result.n_scored,
+                                "series_skipped": len(result.skipped)})
+            if result.skipped:
+                mlflow.log_dict(result.skipped, "evaluation/skipped_series.json")
             run_id = run.info.run_id
     return EvaluationResult(model_uri, version, loaded.source, result, run_id)
 
 
-__all__ = ["EvaluationResult", "evaluate_model"]
+__all__ = [
+    "EvaluationData",
+    "EvaluationResult",
+    "ModelNotFoundError",
+    "evaluate_model",
+    "read_evaluation_data",
+]

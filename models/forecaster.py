@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field
 
-import models.architectures  # noqa: F401  (registers the custom layers for loading)
+import models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
 from models.config import ModelConfig
 from pipelines.padding import FitResult, fit_histories
 from pipelines.prepare import Regularized, regularize

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from models import registry, tracking
+from models import load_check, registry, tracking
 from models.architectures import build_model
 from models.artifact import log_forecaster
 from models.config import EnsembleConfig, ModelConfig, TrainConfig
@@ -125,6 +125,9 @@ def train_and_register(
     Raises:
         TrainingDivergedError: the loss went NaN/inf; the run is marked FAILED and nothing is
             registered.
+        LoadCheckError: the registered version does not load back from the registry in a fresh
+            process (:mod:`models.load_check`); it stays registered without an alias (tagged
+            ``nearcast.load_check=failed``) and the run is marked FAILED.
     """
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
@@ -157,9 +160,10 @@ def train_and_register(
         tracking.log_evaluation(evaluation, results[0].epochs, histories)
         info = log_forecaster(forecaster)
         version = None
-        if register:
+        if register:  # alias challenger only once the version loads back (a fresh process)
             version = registry.register(client, settings.model_name, info.model_uri,
-                                        run.info.run_id, {"data_digest": digest})
+                                        run.info.run_id, {"data_digest": digest},
+                                        verify=load_check.verifier(settings, client, forecaster))
         return JobResult(run.info.run_id, info.model_uri, version, evaluation, results[0],
                          forecaster, results)
 

@@ -2,18 +2,32 @@
 
 New versions get alias ``challenger``; :func:`promote` moves ``champion`` and records who,
 why and the previous champion in version tags, so :func:`rollback` can undo it.
+
+Alias moves are compare-and-set: :func:`move_champion` re-reads ``champion`` right before
+moving it and refuses (:class:`AliasMovedError`) when it no longer points where the caller read
+it. Callers that may race (``promote``, ``rollback``, ``retrain``) hold the model's alias lock
+(:func:`service.locks.alias_lock`) around the re-read and the move. Promoting the current
+champion changes nothing.
 """
 
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_PREVIOUS = "nearcast.previous_champion"
+ANY = object()
+"""``expected`` of :func:`move_champion` when the caller read nothing (no compare)."""
+
+
+class AliasMovedError(RuntimeError):
+    """The alias no longer points where the caller read it; it was not moved."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +48,13 @@ def _ref(mv: object) -> VersionRef:
 
 
 def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
-             tags: dict[str, str] | None = None) -> VersionRef:
-    """Register ``model_uri`` as a new version of ``name`` and give it alias ``challenger``."""
+             tags: dict[str, str] | None = None,
+             verify: Callable[[VersionRef], object] | None = None) -> VersionRef:
+    """Register ``model_uri`` as a new version of ``name`` and give it alias ``challenger``.
+
+    ``verify`` (e.g. :func:`models.load_check.verifier`) runs between the two: when it raises,
+    the version stays registered without an alias and every alias stays where it was.
+    """
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -43,8 +62,11 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
     # A tracking server accepts a ``models:/<model_id>`` source only with its model id.
     mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {},
                                      model_id=_logged_model_id(model_uri))
+    ref = _ref(mv)
+    if verify is not None:
+        verify(ref)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    return _ref(mv)
+    return ref
 
 
 def _logged_model_id(model_uri: str) -> str | None:
@@ -65,28 +87,76 @@ def version_for_alias(client: MlflowClient, name: str, alias: str) -> VersionRef
         raise
 
 
-def promote(client: MlflowClient, name: str, version: int, reason: str,
-            who: str | None = None, record_previous: bool = True) -> VersionRef:
-    """Point ``champion`` at ``version``; tag it with who, why and the previous champion.
+@dataclass(frozen=True)
+class AliasMove:
+    """What :func:`move_champion` did.
+
+    Attributes:
+        target: the version ``champion`` points at now.
+        previous: the champion before (None when there was none).
+        moved: False when ``target`` already was champion (nothing was written).
+    """
+
+    target: VersionRef
+    previous: VersionRef | None
+    moved: bool
+
+
+def version_label(version: int | None) -> str:
+    """``v3``, or ``none``."""
+    return "none" if version is None else f"v{version}"
+
+
+def move_champion(
+    client: MlflowClient, name: str, version: int, reason: str, who: str | None = None,
+    record_previous: bool = True, expected: int | None | object = ANY,
+) -> AliasMove:
+    """Point ``champion`` at ``version`` if it still points at ``expected``; tag who and why.
 
     The alias moves last, in one call: when anything before fails, ``champion`` is unchanged.
     ``record_previous=False`` keeps the version's recorded previous champion (rollbacks).
+    When ``version`` already is champion, nothing is written (``moved`` is False).
+
+    Raises:
+        ValueError: the model or the version does not exist (naming the versions there are).
+        AliasMovedError: ``champion`` is not ``expected`` (a version number, or None for "no
+            champion") any more; nothing was written.
+    """
+    target = existing_version(client, name, version)
+    previous = version_for_alias(client, name, CHAMPION)
+    now = previous.version if previous else None
+    if expected is not ANY and now != expected:
+        was = cast("int | None", expected)
+        raise AliasMovedError(f"champion of {name} moved from {version_label(was)} to "
+                              f"{version_label(now)} since it was read; not moving it to "
+                              f"v{version}")
+    if now == version:
+        return AliasMove(target, previous, moved=False)
+    tags = {"nearcast.promoted_by": who or getpass.getuser(), "nearcast.promoted_reason": reason}
+    if record_previous:
+        tags[TAG_PREVIOUS] = str(now) if now is not None else ""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    return AliasMove(target, previous, moved=True)
+
+
+def promote(client: MlflowClient, name: str, version: int, reason: str,
+            who: str | None = None, record_previous: bool = True) -> VersionRef:
+    """:func:`move_champion` without a compare (scripts and tests that race with nothing).
 
     Raises:
         ValueError: the model or the version does not exist (naming the versions there are).
     """
-    target = _existing(client, name, version)
-    previous = version_for_alias(client, name, CHAMPION)
-    tags = {"nearcast.promoted_by": who or getpass.getuser(), "nearcast.promoted_reason": reason}
-    if record_previous:
-        tags[TAG_PREVIOUS] = str(previous.version) if previous else ""
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, value)
-    client.set_registered_model_alias(name, CHAMPION, str(version))
-    return target
+    return move_champion(client, name, version, reason, who, record_previous).target
 
 
-def _existing(client: MlflowClient, name: str, version: int) -> VersionRef:
+def existing_version(client: MlflowClient, name: str, version: int) -> VersionRef:
+    """Version ``version`` of ``name``.
+
+    Raises:
+        ValueError: the model or the version does not exist (naming the versions there are).
+    """
     try:
         return _ref(client.get_model_version(name, str(version)))
     except MlflowException as exc:
@@ -101,11 +171,8 @@ def _existing(client: MlflowClient, name: str, version: int) -> VersionRef:
     raise ValueError(f"model {name!r} has no version {version}; versions: {found}") from None
 
 
-def rollback(client: MlflowClient, name: str, who: str | None = None) -> VersionRef:
-    """Move ``champion`` back to the version it pointed at before the last promotion.
-
-    The restored version keeps its own recorded predecessor, so repeated rollbacks walk back
-    through earlier champions (v3 -> v2 -> v1) instead of toggling between two versions.
+def rollback_target(client: MlflowClient, name: str) -> tuple[VersionRef, int]:
+    """The current champion and the version it recorded as its predecessor.
 
     Raises:
         ValueError: there is no champion, or it records no previous champion.
@@ -117,10 +184,27 @@ def rollback(client: MlflowClient, name: str, who: str | None = None) -> Version
     previous = (mv.tags or {}).get(TAG_PREVIOUS, "")
     if not previous:
         raise ValueError(f"{name} v{current.version} records no previous champion")
-    return promote(client, name, int(previous), f"rollback from v{current.version}", who,
-                   record_previous=False)
+    return current, int(previous)
+
+
+def rollback(client: MlflowClient, name: str, who: str | None = None) -> VersionRef:
+    """Move ``champion`` back to the version it pointed at before the last promotion.
+
+    The restored version keeps its own recorded predecessor, so repeated rollbacks walk back
+    through earlier champions (v3 -> v2 -> v1) instead of toggling between two versions. The
+    move is compare-and-set against the champion read here.
+
+    Raises:
+        ValueError: there is no champion, or it records no previous champion.
+        AliasMovedError: ``champion`` moved between the read and the move.
+    """
+    current, previous = rollback_target(client, name)
+    return move_champion(client, name, previous, f"rollback from v{current.version}", who,
+                         record_previous=False, expected=current.version).target
 
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "VersionRef", "promote", "register", "rollback", "version_for_alias"
+    "ANY", "CHALLENGER", "CHAMPION", "AliasMove", "AliasMovedError", "VersionRef",
+    "existing_version", "move_champion", "promote", "register", "rollback", "rollback_target",
+    "version_for_alias", "version_label",
 ]

@@ -25,11 +25,13 @@ TAG_PREFIX = "nearcast.retrain."
 
 
 class LockConfig(BaseModel):
-    """How concurrent retrainings of one model are kept apart.
+    """How concurrent retrainings of one model are kept apart (see :mod:`service.locks`).
 
     ``auto`` takes a PostgreSQL advisory lock when the lock URL (default: the tracking URI) is
     ``postgresql…``, else a file lock under ``<NEARCAST_HOME>/locks`` (one machine only). Both
-    are released by the operating system or the database when the process dies.
+    are released by the operating system or the database when the process dies. The model's
+    alias lock (taken around the promotion, and by ``promote``/``rollback``) uses the same
+    backend; ``timeout`` is the wait for the retraining lock only (the alias lock waits 30 s).
     """
 
     model_config = ConfigDict(extra="forbid")

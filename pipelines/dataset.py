@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines import sources
+from pipelines.bucketing import check_aggregation
+from pipelines.errors import DataSourceError, DataValidationError, Problem
+from pipelines.origin import RowOrigin
 from pipelines.prepare import Regularized, regularize
 
 
@@ -30,6 +33,31 @@ class DataConfig(BaseModel):
     gap_policy: Literal["ffill", "linear", "zero"] = "linear"
     max_gap: int | None = Field(None, ge=1)
 
+    @field_validator("freq")
+    @classmethod
+    def _known_freq(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                pd.tseries.frequencies.to_offset(value)
+            except ValueError:
+                raise ValueError(f"unknown frequency {value!r} (e.g. 'h', '15min', 'D', "
+                                 "'W-MON', 'MS')") from None
+        return value
+
+    @field_validator("agg")
+    @classmethod
+    def _known_agg(cls, value: str) -> str:
+        check_aggregation(value)
+        return value
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        if self.source == "files" and not self.path:
+            raise ValueError("'path' is required when source is 'files'")
+        if self.source == "sql" and not (self.url and self.query):
+            raise ValueError("'url' and 'query' are required when source is 'sql'")
+        return self
+
     def describe(self) -> str:
         """A short source label for tags and the dataset name."""
         if self.source == "m4_hourly":
@@ -46,25 +74,63 @@ class LoadedData:
     prepared: Regularized
 
 
-def read_raw(cfg: DataConfig) -> pd.DataFrame:
-    """Read the configured source into the long format (not yet validated)."""
+@dataclass(frozen=True)
+class RawData:
+    """Observations as read (long format, not yet validated) and where each row came from."""
+
+    frame: pd.DataFrame
+    origin: RowOrigin
+
+
+def read_raw(cfg: DataConfig) -> RawData:
+    """Read the configured source into the long format (not yet validated).
+
+    Raises:
+        DataNotFoundError: no file matches ``path``.
+        DataSourceError: the file, database or table cannot be read (naming it).
+        DataValidationError: a mapped column is missing (naming the file), or there is no row.
+    """
+    raw = _read(cfg)
+    if raw.frame.empty:  # e.g. a CSV with only a header: refused before anything is tracked
+        empty = Problem(kind="empty", unique_id=None, message="no data rows")
+        raise raw.origin.locate(DataValidationError([empty]))
+    return raw
+
+
+def _read(cfg: DataConfig) -> RawData:
     mapping = sources.ColumnMap(**cfg.columns) if cfg.columns else None
     if cfg.source == "m4_hourly":
-        return sources.load_m4_hourly(n_series=cfg.n_series)
+        return RawData(sources.load_m4_hourly(n_series=cfg.n_series), RowOrigin(cfg.describe()))
     if cfg.source == "files":
         if not cfg.path:
-            raise ValueError("data.path is required for source 'files'")
-        return sources.read_files(cfg.path, columns=mapping)
+            raise DataSourceError("data.path is required for source 'files'")
+        return RawData(*sources.read_files_located(cfg.path, columns=mapping))
     if not cfg.url or not cfg.query:
-        raise ValueError("data.url and data.query are required for source 'sql'")
-    return sources.read_sql(cfg.url, cfg.query, columns=mapping)
+        raise DataSourceError("data.url and data.query are required for source 'sql'")
+    frame = sources.read_sql(cfg.url, cfg.query, columns=mapping)
+    return RawData(frame, RowOrigin(f"{sources.masked_url(cfg.url)} {cfg.query}"))
 
 
-def load_dataset(cfg: DataConfig) -> LoadedData:
-    """Read, validate, bucket and gap-fill the configured data."""
-    prepared = regularize(read_raw(cfg), cfg.freq, agg=cfg.agg, gap_policy=cfg.gap_policy,
-                          max_gap=cfg.max_gap)
+def prepare(cfg: DataConfig, raw: RawData) -> LoadedData:
+    """Validate, bucket and gap-fill data read by :func:`read_raw`.
+
+    Raises:
+        DataValidationError: naming the series and the file lines (or rows) of every problem.
+        DataSourceError: when the grid cannot be made (e.g. no frequency can be inferred).
+    """
+    try:
+        prepared = regularize(raw.frame, cfg.freq, agg=cfg.agg, gap_policy=cfg.gap_policy,
+                              max_gap=cfg.max_gap)
+    except DataValidationError as exc:
+        raise raw.origin.locate(exc) from exc
+    except ValueError as exc:  # bucketing: e.g. no frequency can be inferred from the data
+        raise DataSourceError(f"{raw.origin.label}: {exc}") from exc
     return LoadedData(prepared.frame, cfg.describe(), prepared)
 
 
-__all__ = ["DataConfig", "LoadedData", "load_dataset", "read_raw"]
+def load_dataset(cfg: DataConfig) -> LoadedData:
+    """Read, validate, bucket and gap-fill the configured data (errors name file and line)."""
+    return prepare(cfg, read_raw(cfg))
+
+
+__all__ = ["DataConfig", "LoadedData", "RawData", "load_dataset", "prepare", "read_raw"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import importlib.resources
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.errors import DataValidationError, Problem
+from pipelines.errors import (
+    DataNotFoundError,
+    DataSourceError,
+    DataValidationError,
+    Problem,
+    first_line,
+)
+from pipelines.origin import FileRows, RowOrigin
 from pipelines.schema import DS, UNIQUE_ID, Y
+from pipelines.sql_source import masked_url, read_rows
 
 __all__ = [
     "M4_HOURLY_RESOURCE",
@@ -29,7 +36,9 @@ __all__ = [
     "FileFormat",
     "from_dataframe",
     "load_m4_hourly",
+    "masked_url",
     "read_files",
+    "read_files_located",
     "read_m4_wide",
     "read_sql",
 ]
@@ -49,7 +58,6 @@ _SUFFIXES: dict[str, FileFormat] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 
 @dataclass(frozen=True)
@@ -142,14 +150,38 @@ def read_files(
         are read as strings (so ``"007"`` stays ``"007"``); timestamps are left as read.
 
     Raises:
-        FileNotFoundError: If nothing matches (naming the pattern).
+        DataNotFoundError: If nothing matches (naming the pattern); a FileNotFoundError.
         ValueError: If a file's format cannot be told from its suffix.
-        DataValidationError: If a mapped column is missing from a file.
+        DataSourceError: If a file is empty or cannot be parsed (naming the file).
+        DataValidationError: If a mapped column is missing from a file (naming the file).
+    """
+    return read_files_located(path_or_glob, columns=columns, fmt=fmt)[0]
+
+
+def read_files_located(
+    path_or_glob: str | os.PathLike[str],
+    *,
+    columns: ColumnMap | None = None,
+    fmt: FileFormat | None = None,
+) -> tuple[pd.DataFrame, RowOrigin]:
+    """Like :func:`read_files`, and say which rows came from which file.
+
+    Returns:
+        The frame and its :class:`~pipelines.origin.RowOrigin`, whose ``locate`` turns row
+        positions in validation errors into file lines.
     """
     paths = _expand(str(path_or_glob), fmt)
     id_column = columns.unique_id if columns is not None else UNIQUE_ID
-    frames = [from_dataframe(_read_one(path, fmt, id_column), columns) for path in paths]
-    return pd.concat(frames, ignore_index=True)
+    frames, parts = [], []
+    for path in paths:
+        raw = _read_one(path, fmt, id_column)
+        try:
+            frames.append(from_dataframe(raw, columns))
+        except DataValidationError as exc:
+            raise RowOrigin(str(path), (FileRows(str(path), 0),)).locate(exc) from None
+        csv = (fmt or _format_of(path)) == "csv"
+        parts.append(FileRows(str(path), len(raw), 2 if csv else 0, "line" if csv else "row"))
+    return pd.concat(frames, ignore_index=True), RowOrigin(str(path_or_glob), tuple(parts))
 
 
 def _expand(pattern: str, fmt: FileFormat | None) -> list[Path]:
@@ -164,7 +196,7 @@ def _expand(pattern: str, fmt: FileFormat | None) -> list[Path]:
     else:
         found = [Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
     if not found:
-        raise FileNotFoundError(f"no CSV or Parquet file matches {pattern!r}")
+        raise DataNotFoundError(f"no CSV or Parquet file matches {pattern!r}")
     return sorted(found)
 
 
@@ -178,13 +210,31 @@ def _format_of(path: Path) -> FileFormat | None:
 
 
 def _read_one(path: Path, fmt: FileFormat | None, id_column: str) -> pd.DataFrame:
-    """Read one CSV or Parquet file."""
+    """Read one CSV or Parquet file; errors name the file."""
     kind = fmt or _format_of(path)
     if kind is None:
-        raise ValueError(f"cannot tell the format of {str(path)!r}; pass fmt='csv' or 'parquet'")
-    if kind == "parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={id_column: "str"})
+        raise DataSourceError(
+            f"cannot tell the format of {str(path)!r}; pass fmt='csv' or 'parquet'"
+        )
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={id_column: "str"})
+    except pd.errors.EmptyDataError:
+        raise DataSourceError(
+            f"{path}: the file is empty (expected a header line such as "
+            f"'{UNIQUE_ID},{DS},{Y}' and data rows)"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataSourceError(f"{path}: cannot be read as {kind.upper()}: {first_line(exc)}") \
+            from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+            raise DataSourceError(f"{path}: {exc.strerror or exc}") from None
+        if kind == "parquet":
+            raise DataSourceError(f"{path}: cannot be read as Parquet: {first_line(exc)}") \
+                from None
+        raise
 
 
 def read_sql(
@@ -213,32 +263,13 @@ def read_sql(
 
     Raises:
         ValueError: If ``params`` is given with a table name.
+        DataSourceError: If the database cannot be reached (naming it, without the password),
+            its driver is not installed, the table does not exist (naming the tables there)
+            or the query fails.
         DataValidationError: If a mapped column is missing from the result.
     """
-    is_table = _TABLE_NAME.fullmatch(table_or_query.strip()) is not None
-    if is_table and params:
-        raise ValueError("params only apply to a SQL query, not to a table name")
-    owned = isinstance(url_or_engine, str)
-    engine = sa.create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
-        with engine.connect() as connection:
-            statement = (
-                _table_select(connection, table_or_query.strip())
-                if is_table
-                else sa.text(table_or_query)
-            )
-            frame = pd.read_sql(statement, connection, params=dict(params or {}))
-    finally:
-        if owned:
-            engine.dispose()
+    frame = read_rows(url_or_engine, table_or_query, params)
     return from_dataframe(frame, columns)
-
-
-def _table_select(connection: sa.Connection, name: str) -> sa.Select[Any]:
-    """Return ``SELECT * FROM name`` for a table reflected from the database."""
-    schema, _, table = name.rpartition(".")
-    reflected = sa.Table(table, sa.MetaData(), schema=schema or None, autoload_with=connection)
-    return sa.select(reflected)
 
 
 def read_m4_wide(

@@ -4,8 +4,11 @@
 :class:`~pipelines.errors.DataValidationError` listing them (series, rows and what is wrong), or
 returns the clean frame with a :class:`ValidationReport` accounting for every input row.
 
-Rows are referred to by their 0-based position in the input frame (the first data row of a
-CSV file is row 0).
+Rows are referred to by their 0-based position in the input frame;
+:meth:`pipelines.origin.RowOrigin.locate` turns them into file lines for data read from files.
+
+:func:`drop_short_series` leaves out (and names) series too short for a job, so that one short
+series does not sink the whole job.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pipelines.bucketing import check_aggregation
 from pipelines.errors import DataValidationError, Problem
 from pipelines.schema import DS, LONG_COLUMNS, UNIQUE_ID, Y
 
-__all__ = ["DuplicatePolicy", "ValidationReport", "validate_long"]
+__all__ = ["DuplicatePolicy", "ValidationReport", "drop_short_series", "validate_long"]
 
 DuplicatePolicy = Literal["reject", "aggregate"]
 
@@ -87,15 +90,16 @@ def validate_long(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a long frame and return it in canonical form.
 
-    Checks, all reported together: missing required columns (raised at once, naming them and
-    the columns present); rows without ``unique_id``; non-numeric and infinite ``y`` values;
-    infinite numeric covariates; missing or unparseable timestamps; naive and tz-aware
-    timestamps mixed in one column; duplicate (unique_id, ds) pairs (unless aggregated);
-    series with fewer than ``min_length`` timestamps. NaN ``y`` is allowed (a missing value for
-    the gap policy) and counted. Tz-aware timestamps with any offsets are converted to UTC;
-    when every timestamp is naive they are taken as UTC and counted. Timestamp strings are
-    parsed as ISO 8601 when possible, otherwise one by one by :class:`pandas.Timestamp`
-    (``"01/02/2024"`` is January 2nd). Numeric strings in ``y`` (``"2.5"``) are accepted.
+    Checks, all reported together: missing required columns (raised at once, naming them and the
+    columns present), then no rows at all (raised at once); rows without ``unique_id``;
+    non-numeric and infinite ``y`` values; infinite numeric covariates; missing or unparseable
+    timestamps; naive and tz-aware timestamps mixed in one column; duplicate (unique_id, ds)
+    pairs (unless aggregated); series with fewer than ``min_length`` timestamps. NaN ``y`` is
+    allowed (a missing value for the gap policy) and counted. Tz-aware timestamps with any
+    offsets are converted to UTC; when every timestamp is naive they are taken as UTC and
+    counted. Timestamp strings are parsed as ISO 8601 when possible, otherwise one by one by
+    :class:`pandas.Timestamp` (``"01/02/2024"`` is January 2nd). Numeric strings in ``y``
+    (``"2.5"``) are accepted.
 
     Args:
         df: Long frame with ``unique_id``, ``ds``, ``y`` and optional covariate columns.
@@ -117,6 +121,8 @@ def validate_long(
     _check_arguments(min_length, duplicates, agg, covariates)
     columns = [*LONG_COLUMNS, *covariates]
     _check_columns(df, columns)
+    if df.empty:
+        raise DataValidationError([Problem(kind="empty", unique_id=None, message="no data rows")])
     work = df[columns].reset_index(drop=True)
     uids = work[UNIQUE_ID].astype(str)
     y, problems = _parse_target(work[Y], uids)
@@ -364,13 +370,46 @@ def _check_lengths(out: pd.DataFrame, min_length: int) -> None:
     short = lengths[lengths < min_length]
     if not short.empty:
         raise DataValidationError(
-            Problem(
-                kind="too_short",
-                unique_id=str(uid),
-                message=f"series has {n} timestamp(s); min_length is {min_length}",
-            )
-            for uid, n in short.items()
+            _too_short(short, f"min_length is {min_length}", "timestamp(s)")
         )
+
+
+def _too_short(short: pd.Series, why: str, unit: str = "point(s)") -> list[Problem]:
+    """One ``too_short`` problem per series of ``short`` (id -> length)."""
+    return [
+        Problem(kind="too_short", unique_id=str(uid), message=f"series has {n} {unit}; {why}")
+        for uid, n in short.items()
+    ]
+
+
+def drop_short_series(
+    df: pd.DataFrame, min_length: int, *, strict: bool = False, why: str = ""
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Leave out the series with fewer than ``min_length`` rows, and say which.
+
+    Args:
+        df: Long frame with ``unique_id``.
+        min_length: Fewest rows a series needs.
+        strict: Raise instead of leaving series out.
+        why: What the rows are needed for (ends the problem messages), e.g. ``"training needs
+            at least 120 (2 x horizon 48 + 24 of history)"``.
+
+    Returns:
+        The frame without the short series (row order kept, index reset) and, for each series
+        left out, its number of rows.
+
+    Raises:
+        DataValidationError: Naming every short series when ``strict`` or when no series is
+            long enough.
+    """
+    lengths = df.groupby(UNIQUE_ID, sort=True).size()
+    short = lengths[lengths < min_length]
+    if short.empty:
+        return df, {}
+    if strict or len(short) == len(lengths):
+        raise DataValidationError(_too_short(short, why or f"need at least {min_length}"))
+    kept = df[~df[UNIQUE_ID].isin(short.index)].reset_index(drop=True)
+    return kept, {str(uid): int(n) for uid, n in short.items()}
 
 
 def _report(

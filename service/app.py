@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,19 +16,24 @@ from starlette.middleware import Middleware
 
 from models.settings import MlflowSettings, get_mlflow_settings
 from service import errors
+from service.auth import DocsAuthMiddleware
 from service.batching import MicroBatcher
+from service.edge import JsonBodyOnly, TrustedHosts, check_bind
 from service.heap import settle_heap
+from service.logs import install_request_context
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routes import router
-from service.schemas import ForecastRequest
+from service.schemas import TIME_RANGE, request_model
 from service.settings import ApiSettings, get_api_settings
 from service.state import AppState
 from service.store import ModelStore
 
 log = logging.getLogger("nearcast.app")
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+def _doc_paths() -> list[str]:
+    return ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
 
 
 async def _follow_alias(store: ModelStore, every: float) -> None:
@@ -51,10 +57,13 @@ def _lifespan(state: AppState, mlflow_settings: MlflowSettings) -> Callable[[Fas
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         api = state.settings
-        if not api.auth_enabled and api.host not in _LOOPBACK:
-            log.warning("auth is off (no NEARCAST_API_KEYS) while binding %s", api.host)
+        mode = check_bind(api)  # also here: uvicorn may run create_app without `nearcast serve`
+        log.log(logging.WARNING if not api.auth_enabled else logging.INFO, mode,
+                extra={"auth": "keys" if api.auth_enabled else "off", "host": api.host,
+                       "allowed_hosts": api.trusted_hosts()})
         client = mlflow_settings.connect()
-        store = ModelStore(client, api.served_models(), api.alias, api.jit_compile)
+        store = ModelStore(client, api.served_models(), api.alias, api.jit_compile,
+                           retry_after=max(1, math.ceil(api.poll_seconds)))
         await anyio.to_thread.run_sync(store.refresh_all)  # load + warm before ready
         settle_heap()
         state.batchers = _batchers(state, store.names)
@@ -88,9 +97,14 @@ def create_app(
         "'Authorization: Bearer <key>' when keys are configured (off by default).",
         lifespan=_lifespan(state, mlflow_settings or get_mlflow_settings()),
         middleware=[Middleware(MetricsMiddleware, metrics=state.metrics),  # type: ignore[arg-type]
-                    Middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)],  # type: ignore[arg-type]
+                    Middleware(TrustedHosts, allowed_hosts=api.trusted_hosts()),  # type: ignore[arg-type]
+                    Middleware(DocsAuthMiddleware, settings=api,  # type: ignore[arg-type]
+                               paths=_doc_paths()),
+                    Middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes),  # type: ignore[arg-type]
+                    Middleware(JsonBodyOnly)],  # type: ignore[arg-type]
     )
     app.state.nearcast = state
+    install_request_context(app, api.access_log)  # outermost: 500s carry the id too
     app.include_router(router)
     errors.install(app)
     app.openapi = _openapi(app, api)  # type: ignore[method-assign]
@@ -105,27 +119,31 @@ def _openapi(app: FastAPI, api: ApiSettings) -> Callable[[], dict[str, Any]]:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             comps = schema.setdefault("components", {}).setdefault("schemas", {})
-            body = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            model = request_model(api.max_series, api.max_points)  # the configured caps
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(body.pop("$defs", {}))
             comps["ForecastRequest"] = body
-            body["description"] = (f"{body.get('description', '')} At most {api.max_body_bytes} "
-                                   "bytes of JSON.").strip()
-            body["properties"]["series"]["maxItems"] = api.max_series
-            series = comps["SeriesIn"]["properties"]
-            series["values"]["maxItems"] = api.max_points
-            series["timestamps"]["anyOf"][0]["maxItems"] = api.max_points
-            _document_auth(schema)
+            body["description"] = (
+                f"{body.get('description', '')} Limits of this server: at most "
+                f"{api.max_body_bytes} bytes of JSON (413 beyond), {api.max_series} series of at "
+                f"most {api.max_points} values; timestamps spanning at most "
+                f"{api.max_span_windows} times the model's input window; every time, given or "
+                f"forecast, {TIME_RANGE}. At most {api.max_concurrent_requests} forecast "
+                "requests are received or prepared at once (503 with Retry-After beyond).")
+            _document_auth(schema, api)
             app.openapi_schema = schema
         return app.openapi_schema
 
     return build
 
 
-def _document_auth(schema: dict[str, Any]) -> None:
+def _document_auth(schema: dict[str, Any], api: ApiSettings) -> None:
+    """Declare the bearer requirement on /v1 routes, only when this server has keys."""
+    if not api.auth_enabled:
+        return
     schema["components"]["securitySchemes"] = {"bearer": {
         "type": "http", "scheme": "bearer",
-        "description": "API key (NEARCAST_API_KEYS / NEARCAST_ADMIN_KEYS); needed only when "
-        "the server has keys configured: auth is off on the embedded default. Reload needs an "
+        "description": "API key (NEARCAST_API_KEYS / NEARCAST_ADMIN_KEYS). Reload needs an "
         "admin key."}}
     for path, operations in schema["paths"].items():
         if path.startswith("/v1/"):

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from service.cli_errors import reported, set_verbose
+
 app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show the full traceback when a command fails."
+    )] = False,
+) -> None:
+    set_verbose(verbose)
 
 
 def _quiet_tensorflow() -> None:
@@ -25,33 +35,61 @@ def quickstart(
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
     _quiet_tensorflow()
-    from models.settings import get_mlflow_settings
-    from service.quickstart import run_quickstart
-    from service.settings import get_api_settings
+    with reported():
+        from models.settings import get_mlflow_settings
+        from service.quickstart import run_quickstart
+        from service.settings import get_api_settings
 
-    run_quickstart(get_mlflow_settings(), get_api_settings(), budget, serve_forever=serve)
+        run_quickstart(get_mlflow_settings(), get_api_settings(), budget, serve_forever=serve)
 
 
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Job YAML file.")],
     register: Annotated[bool, typer.Option(help="Register the model (alias challenger).")] = True,
+    strict: Annotated[bool, typer.Option(
+        help="Fail on a series too short to train on, instead of leaving it out."
+    )] = False,
 ) -> None:
-    """Train a forecaster from a YAML job file, log it to MLflow and register it."""
-    _quiet_tensorflow()
-    from models.job import train_and_register
-    from models.jobconfig import JobConfig
-    from models.settings import get_mlflow_settings
-    from pipelines.dataset import load_dataset
+    """Train a forecaster from a YAML job file, log it to MLflow and register it.
 
-    job = JobConfig.from_yaml(config)
-    settings = get_mlflow_settings()
-    if job.model_name:
-        settings = settings.model_copy(update={"model_name": job.model_name})
-    data = load_dataset(job.data)
-    result = train_and_register(data.frame, job.model, job.train, settings, data.source,
-                                register=register, gap_policy=job.data.gap_policy,
-                                ensemble=job.ensemble)
+    The job file and the data are checked before TensorFlow loads; a mistake in either prints
+    one line naming the file and the key or line (exit code 2).
+    """
+    _quiet_tensorflow()
+    with reported():
+        from models.jobconfig import JobConfig
+        from pipelines.dataset import load_dataset
+
+        job = JobConfig.from_yaml(config)
+        data = load_dataset(job.data)
+        frame, skipped = job.usable_for_training(data.frame, strict)
+        for uid, n in list(skipped.items())[:10]:
+            typer.echo(f"skipped series {uid}: {n} points, training needs at least "
+                       f"{job.min_series_length()}")
+        if len(skipped) > 10:
+            typer.echo(f"skipped ... and {len(skipped) - 10} more series")
+        n_used = frame["unique_id"].nunique()
+        typer.echo(f"series: {n_used} used, {len(skipped)} skipped as too short")
+        from models.settings import get_mlflow_settings
+
+        settings = get_mlflow_settings()
+        if job.model_name:
+            settings = settings.model_copy(update={"model_name": job.model_name})
+        from models.job import train_and_register
+        from models.load_check import LoadCheckError
+        from models.training import TrainingDivergedError
+
+        try:
+            result = train_and_register(frame, job.model, job.train, settings, data.source,
+                                        register=register, gap_policy=job.data.gap_policy,
+                                        ensemble=job.ensemble,
+                                        tags={"nearcast.series_skipped": str(len(skipped))})
+        except (TrainingDivergedError, LoadCheckError) as exc:
+            # Diverged: the run is FAILED, nothing registered. Load check failed: the version
+            # is registered without any alias and tagged with the reason.
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     for method, s in result.evaluation.scores.items():
         typer.echo(f"{method:15s} sMAPE {s['smape']:6.2f}  MASE {s['mase']:5.2f}  "
                    f"OWA {s['owa']:.3f}")
@@ -67,19 +105,57 @@ def serve(
         min=1, max=64, help="uvicorn worker processes (each loads the model and follows the "
         "alias; /metrics sums requests over all of them).")] = None,
 ) -> None:
-    """Serve the champion model(s) over HTTP."""
+    """Serve the champion model(s) over HTTP.
+
+    Without API keys only a loopback host is served, unless NEARCAST_AUTH=off; the check runs
+    before anything heavy is imported.
+    """
     _quiet_tensorflow()
+    import logging
+
+    from pydantic import ValidationError
+
+    from service.edge import AuthConfigError, check_bind
+    from service.logs import LogSettings, configure_logging
+    from service.settings import get_api_settings
+
+    for key, value in {"HOST": host, "PORT": port, "WORKERS": workers}.items():
+        if value is not None:  # the app factory (in every worker) reads the environment
+            os.environ[f"NEARCAST_{key}"] = str(value)
+    try:
+        api, log_settings = get_api_settings(), LogSettings()
+        mode = check_bind(api)
+    except AuthConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        typer.echo(f"error: {_settings_problem(exc)}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(log_settings)
+    logging.getLogger("nearcast.serve").log(
+        logging.INFO if api.auth_enabled else logging.WARNING, mode,
+        extra={"host": api.host, "port": api.port, "workers": api.workers})
     import uvicorn
 
     from service.metrics import multiprocess_dir
-    from service.settings import get_api_settings
 
-    api = get_api_settings()
-    api = api.model_copy(update={k: v for k, v in
-                                 {"host": host, "port": port, "workers": workers}.items() if v})
     with multiprocess_dir(api.workers):  # Prometheus multiprocess mode for N > 1 workers
-        uvicorn.run("service.app:create_app", factory=True, host=api.host, port=api.port,
-                    workers=api.workers, access_log=api.access_log)
+        uvicorn.run("service.logs:app_factory", factory=True, host=api.host, port=api.port,
+                    workers=api.workers, access_log=False, log_config=None)
+
+
+def _settings_problem(exc: Exception) -> str:
+    """One line from a pydantic ValidationError of a settings class (names the variable)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        where = f"NEARCAST_{loc}: " if loc else ""
+        parts.append(where + str(err["msg"]).removeprefix("Value error, "))
+    return "; ".join(parts)
 
 
 @app.command()
@@ -88,34 +164,39 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why (recorded in a version tag).")] = "manual",
     name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
 ) -> None:
-    """Point the 'champion' alias at a version (the previous champion is recorded)."""
-    from models import registry
+    """Point 'champion' at a version once it loads in a fresh process (previous one recorded).
+
+    Exit code 0 when moved or already champion, 1 when refused (champion unchanged).
+    """
+    _quiet_tensorflow()
     from models.settings import get_mlflow_settings
+    from service.alias_moves import describe, promote_version
 
     settings = get_mlflow_settings()
     try:
-        ref = registry.promote(settings.connect(), name or settings.model_name, version, reason)
-    except ValueError as exc:  # names the model and the versions there are
+        move = promote_version(settings, name or settings.model_name, version, reason,
+                               typer.echo)
+    except (ValueError, RuntimeError) as exc:  # no such version, load check, moved, busy
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"champion -> {ref.name} v{ref.version}")
+    typer.echo(describe(move))
 
 
 @app.command()
 def rollback(
     name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
 ) -> None:
-    """Move 'champion' back to the previous champion."""
-    from models import registry
+    """Move 'champion' back to the previous champion (under the model's alias lock)."""
     from models.settings import get_mlflow_settings
+    from service.alias_moves import describe, rollback_champion
 
     settings = get_mlflow_settings()
     try:
-        ref = registry.rollback(settings.connect(), name or settings.model_name)
-    except ValueError as exc:  # no champion, or it records no previous one
+        move = rollback_champion(settings, name or settings.model_name, typer.echo)
+    except (ValueError, RuntimeError) as exc:  # no champion, no previous one, lock busy
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"champion -> {ref.name} v{ref.version}")
+    typer.echo(describe(move))
 
 
 @app.command()
@@ -131,23 +212,39 @@ def retrain(
     """
     _quiet_tensorflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # job logs, not a tty
+    import logging
     import signal
 
     from service.locks import LockBusyError
+    from service.logs import configure_logging
     from service.retrain import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
 
+    configure_logging()
+    log = logging.getLogger("nearcast.retrain")
     # SIGTERM (scheduler shutdown, Kubernetes) unwinds: the run is marked KILLED, lock released.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         outcome = run_retrain(config, echo=typer.echo)
     except LockBusyError as exc:
+        log.warning("already running: %s", exc, extra={"event": "busy", "config": str(config)})
         typer.echo(f"already running: {exc}", err=True)
         raise typer.Exit(EXIT_BUSY) from None
     except (RetrainError, ValueError, OSError) as exc:
+        log.error("retrain failed: %s", exc, extra={"event": "failed", "config": str(config),
+                                                    "error": type(exc).__name__})
         typer.echo(f"retrain failed: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    d = outcome.decision
+    verdict = "superseded" if outcome.superseded else d.outcome
+    log.info("decision: %s: %s", verdict, d.reason, extra={
+        "event": "decision", "model": outcome.model, "decision": verdict, "metric": d.metric,
+        "challenger_score": d.challenger, "reference": d.reference_name,
+        "reference_score": d.reference, "threshold": d.threshold,
+        "challenger_version": outcome.challenger.version, "run_id": outcome.run_id,
+        "champion_before": outcome.champion_before.version if outcome.champion_before else None,
+        "champion_after": outcome.champion_after.version if outcome.champion_after else None})
     typer.echo(outcome.summary())
 
 
@@ -184,19 +281,25 @@ def evaluate(
         min=1, help="Points scored per fold; default (and at most) the model's horizon."
     )] = None,
     log: Annotated[bool, typer.Option(help="Record the backtest as an MLflow run.")] = False,
+    strict: Annotated[bool, typer.Option(
+        help="Fail on a series too short for the folds, instead of leaving it out."
+    )] = False,
 ) -> None:
-    """Backtest a stored model on rolling-origin folds, next to the naive baselines."""
-    _quiet_tensorflow()
-    from models.evaluate_job import evaluate_model
-    from models.settings import get_mlflow_settings
+    """Backtest a stored model on rolling-origin folds, next to the naive baselines.
 
-    settings = get_mlflow_settings()
-    uri = model or f"models:/{settings.model_name}@champion"
-    try:
-        result = evaluate_model(uri, data, settings, folds, step, horizon, log)
-    except (ValueError, FileNotFoundError) as exc:  # the message names what and where
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    A series too short for the folds is left out and named (``--strict`` fails instead); the
+    summary counts the series scored and skipped.
+    """
+    _quiet_tensorflow()
+    with reported():
+        from models.evaluate_job import evaluate_model, read_evaluation_data
+
+        read = read_evaluation_data(data)  # data mistakes are refused before MLflow loads
+        from models.settings import get_mlflow_settings
+
+        settings = get_mlflow_settings()
+        uri = model or f"models:/{settings.model_name}@champion"
+        result = evaluate_model(uri, read, settings, folds, step, horizon, log, strict)
     version = f" (v{result.version.version})" if result.version else ""
     typer.echo(f"{uri}{version} on {result.source}")
     typer.echo(result.backtest.summary())
@@ -206,18 +309,16 @@ def evaluate(
 
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000) -> None:
-    """Open the MLflow UI on nearcast's store (127.0.0.1)."""
+    """Open the MLflow UI on nearcast's store (127.0.0.1); Ctrl-C/SIGTERM stops all of it."""
     from models.settings import get_mlflow_settings
+    from service.ui import run_ui, ui_command
 
     settings = get_mlflow_settings()
     settings.connect()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-           settings.resolved_tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
-    root = settings.resolved_artifact_root()
-    if root:
-        cmd += ["--default-artifact-root", root]
+    cmd = ui_command(sys.executable, settings.resolved_tracking_uri(),
+                     settings.resolved_artifact_root(), port)
     typer.echo(f"MLflow UI: http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(run_ui(cmd))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """One error shape for every 4xx/5xx: ``{"error": "<where>: <problem>", "detail": [...]}``.
 
 Messages name the field (a JSON path such as ``series[2] (id 'H7').values[5]``) and the
-problem; they never carry stack traces, internal paths or echoed input.
+problem; they never carry stack traces, internal paths or echoed input. ``detail`` lists at
+most the first 20 problems; ``error`` names the first and counts the rest (see
+:class:`service.schemas.ErrorBody`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from service.schemas import FLOAT32_MAX, MAX_LISTED_PROBLEMS
 
 log = logging.getLogger("nearcast.errors")
 
@@ -57,26 +62,52 @@ def json_path(loc: Sequence[int | str], body: Any = None) -> str:
     return out or "body"
 
 
-def _problem(msg: str) -> str:
+def _problem(err: Any) -> str:
+    kind, ctx = err.get("type"), err.get("ctx") or {}
+    if kind == "too_long" and "max_length" in ctx:
+        actual = ctx.get("actual_length")
+        count = f"{actual} items" if actual is not None else "too many items"
+        return f"{count}; the limit is {ctx['max_length']}"
+    if kind in ("less_than_equal", "greater_than_equal") and abs(
+            ctx.get("le", ctx.get("ge", 0))) == FLOAT32_MAX:
+        return ("Input should be within the float32 range the model computes in "
+                f"(-{FLOAT32_MAX:.7g} to {FLOAT32_MAX:.7g})")
+    msg = str(err["msg"])
     for prefix in _PREFIXES:
         if msg.startswith(prefix):
             return msg[len(prefix):]
     return msg
 
 
+def summarize(problems: Sequence[dict[str, str]], total: int | None = None,
+              status: int = 422) -> ApiError:
+    """An :class:`ApiError` for ``problems`` (first first): at most 20 listed, all counted.
+
+    Args:
+        problems: ``{"field", "problem"}`` entries, at least the first 20 found.
+        total: how many problems were found in all (default ``len(problems)``).
+        status: the HTTP status.
+    """
+    total = len(problems) if total is None else total
+    detail = list(problems[:MAX_LISTED_PROBLEMS]) or [{"field": "body",
+                                                        "problem": "invalid request"}]
+    first = detail[0]
+    more = ""
+    if total > 1:
+        listed = f", {len(detail)} listed" if total > len(detail) else ""
+        more = f" (and {total - 1} more problems{listed})"
+    return ApiError(status, first["field"], first["problem"] + more, detail=detail)
+
+
 def from_errors(errors: Sequence[Any], body: Any = None, strip: tuple[str, ...] = ()) -> ApiError:
     """A 422 :class:`ApiError` listing pydantic ``errors`` (``strip``: leading loc parts)."""
     detail = []
-    for err in errors:
+    for err in errors[:MAX_LISTED_PROBLEMS]:
         loc = list(err.get("loc", ()))
         if loc and loc[0] in strip:
             loc = loc[1:]
-        detail.append({"field": json_path(loc, body), "problem": _problem(str(err["msg"]))})
-    if not detail:
-        detail = [{"field": "body", "problem": "invalid request"}]
-    first = detail[0]
-    more = f" (and {len(detail) - 1} more problems)" if len(detail) > 1 else ""
-    return ApiError(422, first["field"], first["problem"] + more, detail=detail)
+        detail.append({"field": json_path(loc, body), "problem": _problem(err)})
+    return summarize(detail, len(errors))
 
 
 def from_validation(exc: ValidationError, body: Any = None) -> ApiError:
@@ -100,6 +131,14 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+async def _client_gone(_: Request, exc: ClientDisconnect) -> JSONResponse:
+    # The client left before its body arrived: nobody reads this answer, nothing failed here.
+    log.info("client disconnected before its request body arrived")
+    body = {"error": "body: the client disconnected before the body arrived",
+            "detail": [{"field": "body", "problem": "the client disconnected"}]}
+    return JSONResponse(body, status_code=400)
+
+
 async def _server_error(_: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback by the server; the client learns nothing internal.
     log.error("internal error: %s", type(exc).__name__)
@@ -111,7 +150,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _server_error)
 
 
-__all__ = ["ApiError", "from_errors", "from_validation", "install", "json_path"]
+__all__ = ["ApiError", "from_errors", "from_validation", "install", "json_path", "summarize"]

@@ -7,7 +7,6 @@ model call always runs in the model's batcher thread (:mod:`service.batching`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import anyio
@@ -18,10 +17,19 @@ from pydantic_core import to_json
 from models.forecaster import Forecaster
 from pipelines.padding import FitResult, HistoryTooShortError, fit_histories
 from service import errors
+from service.admission import release_current, take_current
 from service.batching import BatcherClosedError, QueueFullError
 from service.errors import ApiError
-from service.preparation import PreparedSeries, future_timestamps, is_fast, prepare_series
-from service.schemas import ForecastRequest
+from service.preparation import (
+    PreparedSeries,
+    check_time_axis,
+    future_timestamps,
+    is_fast,
+    prepare_series,
+)
+from service.schemas import MAX_LISTED_PROBLEMS, ForecastRequest, request_model
+from service.settings import ApiSettings
+from service.shape import PRECHECK_BYTES, check_shape, loose_json
 from service.state import AppState
 from service.store import LoadedModel
 
@@ -42,28 +50,30 @@ class _Inputs:
     fit: FitResult
 
 
-def parse_request(body: bytes) -> ForecastRequest:
-    """Validate the JSON body; 422 :class:`ApiError` naming each bad field."""
+def parse_request(body: bytes, settings: ApiSettings) -> ForecastRequest:
+    """Validate the JSON body against the configured limits; 422 naming each bad field.
+
+    A large body is pre-checked for its shape first (:mod:`service.shape`), so the problems
+    listed stay bounded whatever the body holds.
+    """
+    model = request_model(settings.max_series, settings.max_points)
+    doc = None
+    if len(body) > PRECHECK_BYTES:
+        doc = loose_json(body)
+        if (problem := check_shape(doc, settings.max_series, settings.max_points)) is not None:
+            raise problem
     try:
-        return ForecastRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
-        raise errors.from_validation(exc, _loose_json(body)) from None
+        raise errors.from_validation(exc, doc if doc is not None else loose_json(body)) from None
 
 
-def _loose_json(body: bytes) -> object:
-    """The body as plain JSON (error path only: to name series by their id)."""
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+def _where(i: int, req: ForecastRequest) -> str:
+    return f"series[{i}] (id {req.series[i].id!r})"
 
 
 def plan(req: ForecastRequest, state: AppState) -> _Plan:
-    """Pick the model and check the request against it and the server limits."""
-    settings = state.settings
-    if len(req.series) > settings.max_series:
-        raise ApiError(422, "series", f"{len(req.series)} series; the limit is "
-                                      f"{settings.max_series} per request")
+    """Pick the model and check the request against it before any grid is built."""
     try:
         served = state.require_store().get(req.model)
     except KeyError as exc:
@@ -78,31 +88,35 @@ def plan(req: ForecastRequest, state: AppState) -> _Plan:
     if unknown:
         served_qs = config.quantiles or "none"
         raise ApiError(422, "quantiles", f"{unknown} not served; the model has {served_qs}")
+    seen: dict[str, int] = {}
+    max_span = state.settings.max_span_windows * config.input_size
     for i, item in enumerate(req.series):
-        if len(item.values) > settings.max_points:
-            raise ApiError(422, f"series[{i}] (id {item.id!r}).values",
-                           f"{len(item.values)} points; the limit is {settings.max_points}")
+        first = seen.setdefault(item.id, i)
+        if first != i:
+            raise ApiError(422, f"{_where(i, req)}.id", f"repeats the id of series[{first}]; "
+                                                        "series ids must be unique in a request")
+        try:
+            check_time_axis(item, config.freq, horizon, max_span)
+        except ValueError as exc:
+            raise ApiError(422, _where(i, req), str(exc)) from None
     return _Plan(served, horizon, asked)
 
 
-def prepare(req: ForecastRequest, forecaster: Forecaster, max_points: int) -> _Inputs:
+def prepare(req: ForecastRequest, forecaster: Forecaster) -> _Inputs:
     """Regular histories fitted to the window: ``(B, L)`` history and mask."""
-    prepared = [_prepare_one(i, req, forecaster, max_points) for i in range(len(req.series))]
+    prepared = [_prepare_one(i, req, forecaster) for i in range(len(req.series))]
     try:
         fit = fit_histories([p.values for p in prepared], forecaster.config.window_spec())
     except HistoryTooShortError as exc:
-        item = req.series[exc.index]
-        raise ApiError(422, f"series[{exc.index}] (id {item.id!r}).values",
+        raise ApiError(422, f"{_where(exc.index, req)}.values",
                        f"{exc}; shorter histories cannot be padded") from None
     return _Inputs(prepared, fit)
 
 
-def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster,
-                 max_points: int) -> PreparedSeries:
-    item = req.series[i]
-    where = f"series[{i}] (id {item.id!r})"
+def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> PreparedSeries:
+    where = _where(i, req)
     try:
-        prepared = prepare_series(item, forecaster, max_points)
+        prepared = prepare_series(req.series[i], forecaster)
     except ValueError as exc:
         raise ApiError(422, where, str(exc)) from None
     bad = np.flatnonzero(prepared.values <= 0)
@@ -113,12 +127,27 @@ def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster,
     return prepared
 
 
+def check_finite(req: ForecastRequest, p: _Plan, values: np.ndarray) -> None:
+    """422 naming each series whose forecast ``values`` ``(B, H, K)`` is not finite."""
+    finite = np.isfinite(values[:, : p.horizon, :]).all(axis=(1, 2))
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    problem = ("the forecast is not finite: the input is outside what the model can represent "
+               "(values too large for its float32 arithmetic); scale the values down")
+    raise errors.summarize([{"field": _where(int(i), req), "problem": problem}
+                            for i in bad[:MAX_LISTED_PROBLEMS]], len(bad))
+
+
 def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) -> bytes:
     """The JSON response (shaped as :class:`ForecastResponse`) for ``values`` ``(B, H, K)``.
+
+    A series whose forecast is not finite makes the request a 422 (:func:`check_finite`).
 
     Plain dicts serialized by pydantic-core: the schema classes document the shape, building
     them per request would only cost time (the tests validate responses against them).
     """
+    check_finite(req, p, values)  # the encoder never emits NaN or Infinity
     fc = p.served.forecaster
     config, fit = fc.config, inputs.fit
     columns = {f"{q:g}": config.output_names.index(f"q{q:g}") for q in p.quantiles}
@@ -144,19 +173,20 @@ def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) 
 
 async def run_forecast(state: AppState, body: bytes) -> bytes:
     """Answer one forecast request body with the JSON response."""
+    take_current()  # admission: 503 when too many requests are being parsed or prepared
     if len(body) > _THREAD_BYTES:
-        req = await anyio.to_thread.run_sync(parse_request, body)
+        req = await anyio.to_thread.run_sync(parse_request, body, state.settings)
     else:
-        req = parse_request(body)
+        req = parse_request(body, state.settings)
     p = plan(req, state)
     forecaster = p.served.forecaster
     heavy = len(req.series) > _THREAD_SERIES or not all(
         is_fast(item, forecaster.config.freq) for item in req.series)
     if heavy:
-        inputs = await anyio.to_thread.run_sync(prepare, req, forecaster,
-                                                state.settings.max_points)
+        inputs = await anyio.to_thread.run_sync(prepare, req, forecaster)
     else:
-        inputs = prepare(req, forecaster, state.settings.max_points)
+        inputs = prepare(req, forecaster)
+    release_current()  # admission covers receiving, parsing and preparing
     batcher = state.batchers[p.served.name]
     retry = {"Retry-After": str(state.settings.retry_after_seconds)}
     try:
@@ -170,4 +200,4 @@ async def run_forecast(state: AppState, body: bytes) -> bytes:
     return render(req, p, inputs, values)
 
 
-__all__ = ["parse_request", "plan", "prepare", "render", "run_forecast"]
+__all__ = ["check_finite", "parse_request", "plan", "prepare", "render", "run_forecast"]

@@ -1,4 +1,8 @@
-"""Pure ASGI middleware (no per-request task or buffering): request metrics and body limit."""
+"""Pure ASGI middleware (no per-request task or buffering): request metrics and the body gate.
+
+The gate runs before a body is read: the body limit, then for forecasts the admission bound
+(:mod:`service.admission`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,13 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.admission import Admission, Ticket, current_ticket
 from service.errors import ApiError
 from service.metrics import Metrics
+from service.settings import ApiSettings
+from service.shape import PRECHECK_BYTES
+
+FORECAST_PATH = "/v1/forecast"
 
 
 class MetricsMiddleware:
@@ -51,14 +60,27 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 (JSON) for bodies above ``max_bytes``, declared or streamed (chunked)."""
+    """413 (JSON) above ``max_bytes``; then a forecast gets an admission ticket or a JSON 503.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Bodies are counted as declared or as streamed (chunked). The admission limit is
+    ``NEARCAST_MAX_CONCURRENT_REQUESTS`` of the app's settings (read at the first request),
+    unless ``max_concurrent`` is given (:mod:`service.admission`).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_concurrent: int | None = None) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.admission = Admission(max_concurrent) if max_concurrent is not None else None
 
     def _error(self, size: str) -> ApiError:
         return ApiError(413, "body", f"{size} bytes; the limit is {self.max_bytes} bytes "
                                      "(send fewer series or split the request)")
+
+    def _gate(self, scope: Scope) -> Admission:
+        if self.admission is None:
+            settings: ApiSettings = scope["app"].state.nearcast.settings
+            self.admission = Admission(settings.max_concurrent_requests,
+                                       settings.retry_after_seconds)
+        return self.admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a declared oversize body at once; count a streamed one as it arrives."""
@@ -66,10 +88,30 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         length = _content_length(scope)
+        if length is not None and length > self.max_bytes:
+            await _send_json(send, 413, self._error(str(length)).body())
+            return
+        if scope["path"] != FORECAST_PATH or scope["method"] != "POST":
+            await self._limited(scope, receive, send, length)
+            return
+        gate = self._gate(scope)
+        if gate.full:  # at once, the body unread
+            busy = gate.busy()
+            await _send_json(send, 503, busy.body(), busy.headers)
+            return
+        ticket = Ticket(gate)
+        if length is None or length > PRECHECK_BYTES:
+            ticket.take()  # a large or streamed body holds its slot while it arrives
+        token = current_ticket.set(ticket)
+        try:
+            await self._limited(scope, receive, send, length)
+        finally:
+            ticket.release()
+            current_ticket.reset(token)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send,
+                       length: int | None) -> None:
         if length is not None:
-            if length > self.max_bytes:
-                await _send_json(send, 413, self._error(str(length)).body())
-                return
             await self.app(scope, receive, send)
             return
         total = 0
@@ -86,12 +128,14 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
-async def _send_json(send: Send, status: int, body: object) -> None:
+async def _send_json(send: Send, status: int, body: object,
+                     headers: dict[str, str] | None = None) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close")]})
+    raw = [(b"content-type", b"application/json"),
+           (b"content-length", str(len(payload)).encode()),
+           (b"connection", b"close")]  # the body, if any, stays unread
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -20,6 +20,7 @@ from pandas.tseries.offsets import Day, Tick
 from models.forecaster import Forecaster
 from pipelines.schema import DS, UNIQUE_ID, Y
 from service.schemas import SeriesIn
+from service.timestamps import TIME_END, TIME_RANGE
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -65,8 +66,63 @@ def future_timestamps(forecaster: Forecaster, last: datetime, horizon: int) -> l
     return list(forecaster.future_index(pd.Timestamp(last), horizon).to_pydatetime())
 
 
-def prepare_series(item: SeriesIn, forecaster: Forecaster, max_points: int) -> PreparedSeries:
-    """Put one series on the model's grid (at most ``max_points`` grid points).
+def _steps_after(first: datetime, freq: str, steps: int) -> datetime | None:
+    """The grid time ``steps`` after ``first``'s bucket, or None when past the supported range."""
+    step = fixed_step(freq)
+    try:
+        if step is not None:
+            end = _EPOCH + ((first - _EPOCH) // step + steps) * step
+        else:
+            end = (pd.Timestamp(first) + to_offset(freq) * steps).to_pydatetime()
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return None
+    return end if end < TIME_END else None
+
+
+def _too_wide(first: datetime, last: datetime, freq: str, limit: int) -> bool:
+    """True when the grid from ``first`` to ``last`` has more than ``limit`` points."""
+    step = fixed_step(freq)
+    if step is not None:
+        return (last - _EPOCH) // step - (first - _EPOCH) // step + 1 > limit
+    try:
+        beyond = pd.Timestamp(first) + to_offset(freq) * limit
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return False  # past pandas' range: later than any accepted timestamp
+    return bool(pd.Timestamp(last) >= beyond)
+
+
+def check_time_axis(item: SeriesIn, freq: str, horizon: int, max_span: int) -> None:
+    """Refuse a series whose grid is too long or whose times would leave the supported range.
+
+    Runs before any grid is built: from ``start`` and the number of values, or from the first
+    and last timestamp. ``max_span`` caps the grid points of a series with timestamps.
+
+    Raises:
+        ValueError: the message names the problem (the caller names the series).
+    """
+    if item.start is not None:
+        first, n = item.start, len(item.values)
+        if _steps_after(first, freq, n - 1 + horizon) is None:
+            history = "run" if _steps_after(first, freq, n - 1) is None else (
+                f"and a forecast of {horizon} steps would run")
+            raise ValueError(f"{n} values at frequency {freq!r} from {first.isoformat()} "
+                             f"{history} past the supported time range {TIME_RANGE}")
+        return
+    assert item.timestamps is not None  # the schema requires one of the two
+    first, last = item.timestamps[0], item.timestamps[-1]
+    if _too_wide(first, last, freq, max_span):
+        raise ValueError(
+            f"timestamps from {first.isoformat()} to {last.isoformat()} span more than "
+            f"{max_span} grid points of the model's frequency {freq!r}; the limit is {max_span} "
+            "(NEARCAST_MAX_SPAN_WINDOWS times the model's input window)")
+    if _steps_after(last, freq, horizon) is None:
+        raise ValueError(f"a forecast of {horizon} steps at frequency {freq!r} after "
+                         f"{last.isoformat()} would run past the supported time range "
+                         f"{TIME_RANGE}")
+
+
+def prepare_series(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
+    """Put one series on the model's grid (its span checked by :func:`check_time_axis`).
 
     Raises:
         ValueError: the pipeline rejected the series or could not fill it (message says why).
@@ -79,22 +135,11 @@ def prepare_series(item: SeriesIn, forecaster: Forecaster, max_points: int) -> P
         # Flooring onto the epoch-aligned grid is what bucketing does to a regular series.
         start = _EPOCH + ((item.start - _EPOCH) // step) * step
         return PreparedSeries(values, start + step * (len(values) - 1))
-    return _regularize(item, forecaster, max_points)
+    return _regularize(item, forecaster)
 
 
-def _check_span(timestamps: list[datetime], freq: str, max_points: int) -> None:
-    """Refuse sparse timestamps whose grid would exceed ``max_points`` (memory safety)."""
-    first, last = pd.Timestamp(timestamps[0]), pd.Timestamp(timestamps[-1])
-    if last >= first + to_offset(freq) * max_points:
-        raise ValueError(f"timestamps span more than {max_points} steps of the model's "
-                         f"frequency {freq!r} ({first.isoformat()} to {last.isoformat()}); the "
-                         f"limit is {max_points} grid points per series")
-
-
-def _regularize(item: SeriesIn, forecaster: Forecaster, max_points: int) -> PreparedSeries:
+def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
     meta = forecaster.meta
-    if item.timestamps is not None:
-        _check_span(item.timestamps, meta.config.freq, max_points)
     raw = np.asarray([np.nan if v is None else v for v in item.values], dtype=np.float64)
     if item.timestamps is not None:
         ds = pd.DatetimeIndex(item.timestamps)
@@ -130,4 +175,5 @@ def _finite32(values: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["PreparedSeries", "fixed_step", "future_timestamps", "is_fast", "prepare_series"]
+__all__ = ["PreparedSeries", "check_time_axis", "fixed_step", "future_timestamps", "is_fast",
+           "prepare_series"]

@@ -6,6 +6,12 @@ A diverged challenger is never registered (:func:`models.job.train_and_register`
 decision, both scores and the baselines go into a ``retrain`` MLflow run (the challenger's
 training run is its child) and into tags on the model versions.
 
+The retraining lock is held for the whole run; the promotion itself happens under the model's
+alias lock (shared with ``promote`` and ``rollback``) and only after the challenger passed a
+fresh-process load check again and the retraining lock is confirmed alive. It is a
+compare-and-set: when ``champion`` moved during the run (say, a ``rollback``), the retraining
+does not move it back; it says so and records the decision as ``superseded``.
+
 TensorFlow is imported only once the lock is held, so a second retraining of the same model
 says "already running" within a second or two instead of after loading TensorFlow.
 """
@@ -19,10 +25,10 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 
 from models import registry
-from models.retraining import TAG_PREFIX, Decision, decide, read_retrain_section
+from models.retraining import TAG_PREFIX, Decision, LockConfig, decide, read_retrain_section
 from models.settings import MlflowSettings, get_mlflow_settings
 from service import retrain_records as records
-from service.locks import retrain_lock
+from service.locks import HeldLock, alias_lock, retrain_lock
 from service.retrain_records import RUN_KIND, Echo, version_label
 
 if TYPE_CHECKING:
@@ -54,6 +60,8 @@ class RetrainOutcome:
         horizon: points per series both models were scored on (the most recent ones).
         scores: ``challenger``, ``champion`` (when there was one) and each baseline ->
             metric -> value, all on the same windows.
+        superseded: why a winning challenger was not promoted after all (``champion`` moved
+            during the run); None otherwise.
     """
 
     model: str
@@ -65,6 +73,7 @@ class RetrainOutcome:
     champion_after: registry.VersionRef | None
     horizon: int
     scores: dict[str, dict[str, float]]
+    superseded: str | None = None
 
     def summary(self) -> str:
         """Scores side by side, then one ``decision:`` line (``promoted`` or ``kept``)."""
@@ -72,7 +81,10 @@ class RetrainOutcome:
         lines += [f"  {who:16s} sMAPE {s['smape']:7.3f}  MASE {s['mase']:7.3f}  OWA "
                   f"{s['owa']:6.3f}" for who, s in self.scores.items()]
         v, was = self.challenger.version, version_label(self.champion_before)
-        if self.decision.promote:
+        if self.superseded:
+            verdict = (f"not promoted: {self.superseded}; v{v} stays challenger, champion is "
+                       f"{version_label(self.champion_after)}")
+        elif self.decision.promote:
             verdict = f"promoted: {self.model} v{v} is champion (was {was})"
         else:
             verdict = f"kept: champion stays {was}; v{v} stays challenger"
@@ -99,18 +111,19 @@ def run_retrain(
     settings = settings or get_mlflow_settings()
     if name:
         settings = settings.model_copy(update={"model_name": name})
-    with retrain_lock(settings, settings.model_name, cfg.lock) as where:
-        echo(f"holding the {where}")
+    with retrain_lock(settings, settings.model_name, cfg.lock, warn=echo) as held:
+        echo(f"holding the {held}")
         from models.jobconfig import JobConfig
 
         try:
             job = JobConfig.from_yaml(config)
         except ValueError as exc:
             raise ValueError(f"{config}: {exc}") from exc
-        return _retrain_locked(job, settings, echo)
+        return _retrain_locked(job, settings, held, echo)
 
 
-def _retrain_locked(job: JobConfig, settings: MlflowSettings, echo: Echo) -> RetrainOutcome:
+def _retrain_locked(job: JobConfig, settings: MlflowSettings, held: HeldLock, echo: Echo
+                    ) -> RetrainOutcome:
     name = settings.model_name
     before: registry.VersionRef | None = None
     try:
@@ -131,7 +144,7 @@ def _retrain_locked(job: JobConfig, settings: MlflowSettings, echo: Echo) -> Ret
         echo(line)
 
     try:
-        outcome = _challenge(job, settings, client, run_id, before, step)
+        outcome = _challenge(job, settings, client, run_id, before, held, step)
     except BaseException as exc:
         records.record_failure(client, run_id, exc, echo)
         if not isinstance(exc, Exception):
@@ -147,7 +160,7 @@ def _retrain_locked(job: JobConfig, settings: MlflowSettings, echo: Echo) -> Ret
 
 def _challenge(
     job: JobConfig, settings: MlflowSettings, client: MlflowClient, run_id: str,
-    before: registry.VersionRef | None, echo: Echo,
+    before: registry.VersionRef | None, held: HeldLock, echo: Echo,
 ) -> RetrainOutcome:
     from models.job import train_and_register
     from pipelines.dataset import load_dataset
@@ -168,20 +181,56 @@ def _challenge(
     horizon, scores = _score(trained.forecaster, champion, data.frame)
     decision = decide(job.retrain, scores["challenger"], scores.get("champion"), scores)
     records.log_scores(client, run_id, scores, decision, horizon)
-    after = before
+    after, superseded = before, None
     if decision.promote:
-        echo(f"promoting {name} v{challenger.version}: {decision.reason}")
-        after = registry.promote(client, name, challenger.version, decision.reason,
-                                 who="nearcast retrain")
-        echo(f"champion -> {name} v{after.version}")
+        after, superseded = _promote(settings, client, job.retrain.lock, held, challenger, before,
+                                     decision, echo)
+    if decision.promote and superseded is None:
         try:  # the promotion stands; a record that fails now is only reported
             records.record_decision(client, run_id, challenger, before, decision)
         except Exception as exc:
             echo(f"warning: promoted, but recording the decision failed: {exc}")
     else:
-        records.record_decision(client, run_id, challenger, before, decision)
+        records.record_decision(client, run_id, challenger, before, decision, superseded)
     return RetrainOutcome(name, decision, run_id, trained.run_id, challenger, before, after,
-                          horizon, scores)
+                          horizon, scores, superseded)
+
+
+def _promote(
+    settings: MlflowSettings, client: MlflowClient, lock: LockConfig, held: HeldLock,
+    challenger: registry.VersionRef, before: registry.VersionRef | None, decision: Decision,
+    echo: Echo,
+) -> tuple[registry.VersionRef | None, str | None]:
+    """Load-check the challenger, then compare-and-set ``champion`` under the alias lock.
+
+    Returns:
+        ``(champion now, None)`` when promoted; ``(champion now, why not)`` when ``champion``
+        moved since the run read it (nothing was moved).
+
+    Raises:
+        LoadCheckError: the challenger does not load in a fresh process any more.
+        LockLostError: the retraining lock's connection is gone (PostgreSQL).
+        LockBusyError: the alias lock stayed busy.
+    """
+    from models.load_check import verify_version
+
+    name, v = challenger.name, challenger.version
+    echo(f"checking that {name} v{v} loads back from the registry")
+    echo(verify_version(settings, client, challenger))
+    echo(f"promoting {name} v{v}: {decision.reason}")
+    with alias_lock(settings, name, lock, warn=echo):
+        held.ensure_held()  # right before the move: a lost retraining lock fails the run here
+        try:
+            registry.move_champion(client, name, v, decision.reason, who="nearcast retrain",
+                                   expected=before.version if before else None)
+        except registry.AliasMovedError:
+            now = registry.version_for_alias(client, name, registry.CHAMPION)
+            why = (f"champion moved from {version_label(before)} to {version_label(now)} during "
+                   "this retraining (compared against the old one)")
+            echo(f"not promoted: {why}")
+            return now, why
+    echo(f"champion -> {name} v{v}")
+    return challenger, None
 
 
 def _load_champion(

@@ -55,19 +55,27 @@ def log_scores(
 
 def record_decision(
     client: MlflowClient, run_id: str, challenger: VersionRef,
-    before: VersionRef | None, decision: Decision,
+    before: VersionRef | None, decision: Decision, superseded: str | None = None,
 ) -> None:
-    """The decision on the retrain run and on the model versions (written once it holds)."""
-    tags = decision.tags() | {f"{TAG_PREFIX}challenger_version": f"v{challenger.version}",
-                              f"{TAG_PREFIX}training_run_id": challenger.run_id}
-    client.log_batch(run_id, metrics=[Metric("promoted", float(decision.promote),
+    """The decision on the retrain run and on the model versions (written once it holds).
+
+    ``superseded``: why a winning challenger was not promoted (``champion`` moved during the
+    run); the decision is then recorded as ``superseded``, with that reason.
+    """
+    gate = decision.tags()
+    if superseded:
+        gate |= {f"{TAG_PREFIX}decision": "superseded", f"{TAG_PREFIX}superseded": superseded}
+    promoted = decision.promote and not superseded
+    tags = gate | {f"{TAG_PREFIX}challenger_version": f"v{challenger.version}",
+                   f"{TAG_PREFIX}training_run_id": challenger.run_id}
+    client.log_batch(run_id, metrics=[Metric("promoted", float(promoted),
                                              int(time.time() * 1000), 0)],
                      tags=[RunTag(k, v) for k, v in tags.items()])
-    version_tags = decision.tags() | {f"{TAG_PREFIX}run_id": run_id,
-                                      f"{TAG_PREFIX}champion_before": version_label(before)}
+    version_tags = gate | {f"{TAG_PREFIX}run_id": run_id,
+                           f"{TAG_PREFIX}champion_before": version_label(before)}
     for key, value in version_tags.items():
         client.set_model_version_tag(challenger.name, str(challenger.version), key, value)
-    if before is not None and not decision.promote:
+    if before is not None and not decision.promote:  # kept (not superseded: it lost nothing)
         client.set_model_version_tag(before.name, str(before.version),
                                      f"{TAG_PREFIX}last_challenge",
                                      f"v{challenger.version} kept out: {decision.reason}")

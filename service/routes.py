@@ -7,6 +7,8 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from service.auth import check_key, require_admin, require_key
 from service.errors import ApiError
@@ -21,8 +23,9 @@ router = APIRouter()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in [
         (401, "Missing or unknown API key."), (404, "Unknown model."),
-        (413, "Body too large."), (422, "Invalid request: the error names field and problem."),
-        (503, "Queue full or no model loaded; see Retry-After."),
+        (413, "Body too large."), (415, "The body is not 'application/json'."),
+        (422, "Invalid request: the error names field and problem."),
+        (503, "Queue full, or the model has no loaded version; see Retry-After."),
     ]
 }
 _FORECAST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
@@ -35,20 +38,34 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"], responses={503: _ERRORS[503]})
-async def readyz(state: State) -> dict[str, Any]:
-    """Ready when a model is loaded and warmed up.
+@router.get("/readyz", tags=["ops"], responses={503: {
+    "model": ErrorBody, "description": "Not ready: a configured model has no loaded version "
+    "(the body also carries ready, models, registry_reachable and details); see Retry-After."}})
+async def readyz(state: State) -> Any:
+    """Ready when every configured model has a loaded, warmed-up version.
 
-    An unreachable registry does not make the server unready: it keeps serving the loaded
-    versions, says so in ``registry_reachable`` and ``details``, and follows the alias again
-    once the registry answers.
+    503 while any configured model has none (starting, no version holds the alias, or its
+    version failed to load), with the per-model ``details``. An unreachable registry does not
+    make the server unready: it keeps serving the loaded versions, says so in
+    ``registry_reachable`` and ``details``, and follows the alias again once the registry
+    answers.
     """
     store = state.store
-    if store is None or not store.ready:
-        raise ApiError(503, "server", "no model loaded yet",
+    if store is None:
+        raise ApiError(503, "server", "starting: no model loaded yet",
                        headers={"Retry-After": str(state.settings.retry_after_seconds)})
-    return {"ready": True, "models": sorted(store.models),
-            "registry_reachable": store.registry_reachable, "details": _details(store)}
+    body: dict[str, Any] = {"ready": store.ready, "models": sorted(store.models),
+                            "registry_reachable": store.registry_reachable,
+                            "details": _details(store)}
+    if store.ready:
+        return body
+    details = body["details"]
+    problems = [{"field": name, "problem": details[name]["last_error"] or "not loaded yet"}
+                for name in store.missing]
+    error = ApiError(503, "server", f"not ready: no loaded version of {store.missing}",
+                     detail=problems)
+    return JSONResponse(jsonable_encoder(error.body() | body), status_code=503,
+                        headers={"Retry-After": str(store.retry_after)})  # the next poll
 
 
 def _details(store: ModelStore) -> dict[str, dict[str, Any]]:

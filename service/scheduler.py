@@ -14,6 +14,7 @@ Six fields mean a leading seconds field.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from models.retraining import RetrainConfig, read_retrain_section
+from service.logs import configure_logging
 
 log = logging.getLogger("nearcast.scheduler")
 
@@ -134,7 +136,8 @@ class Runner:
 
     def run(self, job: ScheduledJob) -> int:
         """One retraining; every output line is logged. Returns the exit code."""
-        log.info("%s: retrain started", job.label)
+        log.info("%s: retrain started", job.label,
+                 extra={"event": "fire", "job": job.label, "config": str(job.config)})
         t0, decision = time.monotonic(), ""
         proc = subprocess.Popen([*self.command, "retrain", "--config", str(job.config)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -143,7 +146,7 @@ class Runner:
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                log.info("%s | %s", job.label, line.rstrip())
+                _relay(job.label, line.rstrip())
                 if line.startswith("decision: "):
                     decision = line.removeprefix("decision: ").strip()
             code = proc.wait()
@@ -156,8 +159,10 @@ class Runner:
             outcome = "stopped by the scheduler's shutdown (run marked KILLED, champion kept)"
         else:
             outcome = "already running elsewhere" if code == _EXIT_BUSY else "failed"
-        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome, code,
-                 time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome, code, seconds,
+                 extra={"event": "finished", "job": job.label, "outcome": outcome,
+                        "exit_code": code, "seconds": round(seconds, 1)})
         return code
 
     def stop(self, grace: float = 30.0) -> None:
@@ -174,6 +179,22 @@ class Runner:
                 proc.kill()
 
 
+def _relay(label: str, line: str) -> None:
+    """Log one output line of a retrain run (its JSON log lines keep their fields)."""
+    child: object = None
+    if line.startswith("{"):
+        try:
+            child = json.loads(line)
+        except ValueError:
+            child = None
+    if isinstance(child, dict):
+        text = str(child.pop("message", ""))
+        level = logging.getLevelNamesMapping().get(str(child.get("level")), logging.INFO)
+        log.log(level, "%s | %s", label, text, extra={"job": label, "child": child})
+    else:
+        log.info("%s | %s", label, line, extra={"job": label})
+
+
 def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingScheduler:
     """A blocking scheduler with one cron job per job file (no overlap, coalesced misfires)."""
     scheduler = BlockingScheduler(timezone="UTC")
@@ -188,10 +209,11 @@ def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingSch
         label = labels.get(event.job_id, event.job_id)
         if isinstance(event, JobSubmissionEvent):  # EVENT_JOB_MAX_INSTANCES
             due = ", ".join(str(t) for t in event.scheduled_run_times)
-            log.warning("%s: not started at %s: the previous run is still going", label, due)
+            log.warning("%s: not started at %s: the previous run is still going", label, due,
+                        extra={"event": "skipped", "job": label})
         else:  # EVENT_JOB_MISSED
             log.warning("%s: missed the run due at %s (later than the misfire grace)", label,
-                        event.scheduled_run_time)
+                        event.scheduled_run_time, extra={"event": "missed", "job": label})
 
     scheduler.add_listener(_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
     return scheduler
@@ -199,8 +221,7 @@ def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingSch
 
 def run_scheduler(configs: Sequence[Path], command: Sequence[str] | None = None) -> int:
     """Schedule every job file and block until SIGTERM/SIGINT; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()  # JSON lines on stderr (NEARCAST_LOG_FORMAT=text: plain lines)
     jobs = load_jobs(configs)
     runner = Runner(command)
     scheduler = build_scheduler(jobs, runner)

@@ -1,87 +1,121 @@
 """Request and response bodies of the forecast API (strict: unknown fields are rejected).
 
-Numbers are strict JSON numbers (no numeric strings, no ``NaN``/``Infinity``); timestamps are
-ISO 8601 strings, naive ones read as UTC. The caps here are hard limits of the schema; the
-server settings may lower them (``/openapi.json`` shows the configured values).
+Numbers are strict JSON numbers (no numeric strings, no ``NaN``/``Infinity``) in the float32
+range; timestamps are ISO 8601 strings inside the supported range (:mod:`service.timestamps`),
+naive ones read as UTC. The list caps here are hard limits of the schema; :func:`request_model`
+derives the model the server validates with from its configured limits (``/openapi.json``
+shows them).
+Validation stops at the first bad item of each list (``fail_fast``): a list of a million bad
+values costs one error, not a million.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import copy
+from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
+from annotated_types import MaxLen
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
+from service.timestamps import TIME_END, TIME_MIN, TIME_RANGE, TIMESTAMP_PATTERN, Timestamp, to_utc
+
+#: float32 limits: the model computes in float32.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _iso_string(value: Any) -> Any:
-    if not isinstance(value, str | datetime):
-        raise ValueError("timestamps must be ISO 8601 strings, e.g. '2024-01-01T00:00:00Z'")
+def _integral(value: Any) -> Any:
+    # JSON Schema's integer includes 24.0; strings and booleans stay refused (strict int).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-Value = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Timestamp = Annotated[datetime, BeforeValidator(_iso_string)]
+Value = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-FLOAT32_MAX,
+                               le=FLOAT32_MAX)]
 _EXAMPLE_VALUES: list[JsonValue] = [605.0, 586.0, None, 559.0, 511.0]
 
 
-class SeriesIn(BaseModel):
-    """One history: values with either timestamps or a regular start."""
+def _series_schema(schema: dict[str, Any]) -> None:
+    """Exactly one of ``start`` or ``timestamps`` (a ``oneOf``); neither takes ``null``."""
+    props = schema["properties"]
+    for name in ("start", "timestamps"):
+        prop = props[name]
+        inner = next(s for s in prop.pop("anyOf") if s.get("type") != "null")
+        prop.pop("default", None)
+        props[name] = {**inner, **prop}
+    schema["oneOf"] = [{"required": ["start"]}, {"required": ["timestamps"]}]
+    schema["examples"] = [
+        {"id": "H1", "start": "2024-01-01T00:00:00Z", "values": _EXAMPLE_VALUES},
+        {"id": "H2", "timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z",
+                                    "2024-01-01T03:00:00Z"], "values": [5.0, 6.5, 7.0]},
+    ]
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [
-            {"id": "H1", "start": "2024-01-01T00:00:00Z", "values": _EXAMPLE_VALUES},
-            {"id": "H2", "timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z",
-                                        "2024-01-01T03:00:00Z"], "values": [5.0, 6.5, 7.0]},
-        ]},
-    )
+
+class SeriesIn(BaseModel):
+    """One history: values with exactly one of ``timestamps`` or a regular ``start``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_series_schema)
 
     id: str = Field(..., min_length=1, max_length=200, strict=True, examples=["H1"],
-                    description="Series key, echoed back.")
+                    description="Series key, echoed back; unique within a request.")
     values: list[Value | None] = Field(
-        ..., min_length=1, max_length=MAX_POINTS_CAP, examples=[_EXAMPLE_VALUES],
-        description="History, oldest first; finite JSON numbers, null marks a missing value "
-        "(filled by the model's gap rule). Histories longer than the model's window are cut to "
-        "its newest points; shorter ones are padded and masked down to the model's min_history "
-        "(GET /v1/models).",
+        ..., min_length=1, max_length=MAX_POINTS_CAP, fail_fast=True, examples=[_EXAMPLE_VALUES],
+        description="History, oldest first; finite JSON numbers within the float32 range, null "
+        "marks a missing value (filled by the model's gap rule; the first and last values must "
+        "be numbers). Histories longer than the model's window are cut to its newest points; "
+        "shorter ones are padded and masked down to the model's min_history (GET /v1/models).",
     )
     timestamps: list[Timestamp] | None = Field(
-        None, min_length=1, max_length=MAX_POINTS_CAP,
-        examples=[["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z", "2024-01-01T03:00:00Z"]],
-        description="ISO 8601 time of each value, strictly increasing (naive = UTC). Irregular "
-        "times are bucketed onto the model's grid with the model's aggregation and gap rule.",
+        None, min_length=1, max_length=MAX_POINTS_CAP, fail_fast=True,
+        examples=[["2024-01-01T00:00:00Z", "2024-01-01T01:10:00Z", "2024-01-01T02:00:00Z",
+                   "2024-01-01T03:00:00Z", "2024-01-01T04:30:00Z"]],
+        description="Time of each value (one per value), strictly increasing. Irregular times "
+        "are bucketed onto the model's grid with the model's aggregation and gap rule; the grid "
+        "from the first to the last timestamp may span at most NEARCAST_MAX_SPAN_WINDOWS times "
+        "the model's input window (GET /v1/models: input_size).",
     )
     start: Timestamp | None = Field(
         None, examples=["2024-01-01T00:00:00Z"],
         description="Time of the first value when values are regular at the model's frequency "
-        "(naive = UTC; an off-grid start is floored onto the grid, as bucketing would).",
+        "(an off-grid start is floored onto the grid, as bucketing would).",
     )
+
+    @field_validator("timestamps", "start", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "not this axis"; an explicit null is not a timestamp (the schema says so).
+        if value is None:
+            raise ValueError("give a value or leave the field out (null is not accepted)")
+        return value
 
     @model_validator(mode="after")
     def _one_time_axis(self) -> SeriesIn:
         if (self.timestamps is None) == (self.start is None):
             raise ValueError("give exactly one of 'timestamps' or 'start'")
-        if self.timestamps is not None:
-            if len(self.timestamps) != len(self.values):
-                raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} "
+        stamps = self.timestamps
+        if stamps is not None:
+            if len(stamps) != len(self.values):
+                raise ValueError(f"{len(stamps)} timestamps for {len(self.values)} "
                                  "values; give one timestamp per value")
-            self.timestamps = [_utc(t) for t in self.timestamps]
-            for i in range(1, len(self.timestamps)):
-                if self.timestamps[i] <= self.timestamps[i - 1]:
-                    kind = "repeats" if self.timestamps[i] == self.timestamps[i - 1] else \
-                        "is before"
+            for i in range(1, len(stamps)):
+                if stamps[i] <= stamps[i - 1]:
+                    kind = "repeats" if stamps[i] == stamps[i - 1] else "is before"
                     raise ValueError(
-                        f"timestamps[{i}] ({self.timestamps[i].isoformat()}) {kind} "
+                        f"timestamps[{i}] ({stamps[i].isoformat()}) {kind} "
                         f"timestamps[{i - 1}]; timestamps must be strictly increasing")
-        if self.start is not None:
-            self.start = _utc(self.start)
         return self
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class ForecastRequest(BaseModel):
@@ -111,6 +145,8 @@ class ForecastRequest(BaseModel):
     model: str | None = Field(None, min_length=1, max_length=256, strict=True,
                               examples=["nearcast-m4-hourly"],
                               description="Served model name; default the first served model.")
+
+    _integral_horizon = field_validator("horizon", mode="before")(_integral)
 
 
 class PipelineReport(BaseModel):
@@ -222,14 +258,54 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx/5xx body."""
+    """Every 4xx/5xx body.
 
-    error: str = Field(description="One-line summary naming the field and the problem.",
+    ``detail`` lists at most the first 20 problems (:data:`MAX_LISTED_PROBLEMS`). ``error`` names
+    the first one; when there are more it ends with ``(and N more problems)``, N counting every
+    other problem found, listed or not (``..., 20 listed`` when some are left out). Validation
+    stops at the first bad item of each list, so a long list counts as one problem.
+    """
+
+    error: str = Field(description="One-line summary naming the field and the problem, and "
+                       "how many more problems there are.",
                        examples=["series[0] (id 'H1').values[3]: Input should be a finite number"])
-    detail: list[ErrorDetail] = Field(default_factory=list,
-                                      description="Every problem found, first one first.")
+    detail: list[ErrorDetail] = Field(default_factory=list, max_length=20,
+                                      description="The problems found, first one first (at "
+                                      "most 20).")
 
 
-__all__ = ["ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse", "ModelInfo",
-           "PipelineReport", "Provenance", "ReloadResult", "SeriesIn", "SeriesOut", "Timestamp",
-           "Value"]
+#: Problems listed in an error body's ``detail``.
+MAX_LISTED_PROBLEMS = 20
+
+
+def _capped(info: FieldInfo, limit: int) -> FieldInfo:
+    """A copy of ``info`` whose list length cap is ``limit``."""
+    out = copy.copy(info)
+    out.metadata = [MaxLen(limit) if isinstance(m, MaxLen) else m for m in info.metadata]
+    return out
+
+
+@lru_cache(maxsize=16)
+def request_model(max_series: int = MAX_SERIES_CAP,
+                  max_points: int = MAX_POINTS_CAP) -> type[ForecastRequest]:
+    """:class:`ForecastRequest` with the configured caps (an oversize list fails validation)."""
+    if (max_series, max_points) == (MAX_SERIES_CAP, MAX_POINTS_CAP):
+        return ForecastRequest
+    fields = SeriesIn.model_fields
+    series_cls: type[SeriesIn] = create_model(  # same name: the schema keeps "SeriesIn"
+        "SeriesIn", __base__=SeriesIn, __module__=__name__, __doc__=SeriesIn.__doc__,
+        values=(list[Value | None], _capped(fields["values"], max_points)),
+        timestamps=(list[Timestamp] | None, _capped(fields["timestamps"], max_points)),
+    )
+    series = ForecastRequest.model_fields["series"]
+    return create_model(
+        "ForecastRequest", __base__=ForecastRequest, __module__=__name__,
+        __doc__=ForecastRequest.__doc__,
+        series=(list[series_cls], _capped(series, max_series)),  # type: ignore[valid-type]
+    )
+
+
+__all__ = ["FLOAT32_MAX", "MAX_LISTED_PROBLEMS", "TIMESTAMP_PATTERN", "TIME_END", "TIME_MIN",
+           "TIME_RANGE", "ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse",
+           "ModelInfo", "PipelineReport", "Provenance", "ReloadResult", "SeriesIn", "SeriesOut",
+           "Timestamp", "Value", "request_model", "to_utc"]

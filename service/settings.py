@@ -2,7 +2,8 @@
 
 Auth is off by default on the embedded default (no keys configured): anyone who can reach the
 port may forecast and reload. Set ``NEARCAST_API_KEYS`` (forecast and listing) and
-``NEARCAST_ADMIN_KEYS`` (also reload) before binding anything but 127.0.0.1. List settings
+``NEARCAST_ADMIN_KEYS`` (also reload) before binding anything but 127.0.0.1: without keys,
+``nearcast serve`` refuses a non-loopback host unless ``NEARCAST_AUTH=off``. List settings
 take a JSON list (``'["k1","k2"]'``) or a comma-separated string (``k1,k2``).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +42,12 @@ class ApiSettings(BaseSettings):
     poll_seconds: float = Field(30.0, gt=0.0, description="Alias polling interval.")
     api_keys: _StrList = Field(default_factory=list, description="Bearer keys; empty = no auth.")
     admin_keys: _StrList = Field(default_factory=list, description="Keys allowed to reload.")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: keys when configured, else loopback binds only; on: keys "
+        "required; off: no auth on any bind (explicit opt-out).")
+    allowed_hosts: _StrList = Field(
+        default_factory=list, description="Accepted Host headers ('*' any, '*.example.com'); "
+        "default: loopback names plus the bind host.")
     max_series: int = Field(1024, ge=1, le=MAX_SERIES_CAP, description="Series per request.")
     max_points: int = Field(
         10_000, ge=1, le=MAX_POINTS_CAP, description="History points per series."
@@ -59,8 +66,21 @@ class ApiSettings(BaseSettings):
         4096, ge=1, description="Series queued or running per model before answering 503."
     )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After of a 503 (queue full).")
+    max_concurrent_requests: int = Field(
+        8, ge=1, le=10_000,
+        description="Forecast requests being received (large bodies), parsed or prepared at "
+        "once; beyond it a 503 with Retry-After before the body is read. Parsing an 8 MB body "
+        "can take ~100 MB for a moment. The model queue is bounded separately "
+        "(queue_max_series).",
+    )
+    max_span_windows: int = Field(
+        10, ge=1, le=1000,
+        description="Grid span of a series with timestamps, first to last, in model input "
+        "windows: at most this many times the model's input_size grid points (checked before "
+        "any grid is built).",
+    )
 
-    @field_validator("models", "api_keys", "admin_keys", mode="before")
+    @field_validator("models", "api_keys", "admin_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -75,6 +95,9 @@ class ApiSettings(BaseSettings):
         if self.queue_max_series < self.batch_max_series:
             raise ValueError(f"queue_max_series {self.queue_max_series} is below "
                              f"batch_max_series {self.batch_max_series}")
+        if self.auth == "off" and self.auth_enabled:
+            raise ValueError("NEARCAST_AUTH=off while API keys are configured: unset "
+                             "NEARCAST_AUTH or the keys (NEARCAST_API_KEYS/NEARCAST_ADMIN_KEYS)")
         return self
 
     def served_models(self) -> list[str]:
@@ -85,6 +108,15 @@ class ApiSettings(BaseSettings):
     def auth_enabled(self) -> bool:
         """True when any key is configured."""
         return bool(self.api_keys or self.admin_keys)
+
+    def trusted_hosts(self) -> list[str]:
+        """Accepted Host names: ``allowed_hosts``, else loopback names plus a specific bind host."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        hosts = ["127.0.0.1", "localhost", "::1"]
+        if self.host not in ("0.0.0.0", "::", "") and self.host not in hosts:
+            hosts.append(self.host)
+        return hosts
 
 
 @lru_cache

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from models.artifact import load_forecaster
 from models.forecaster import Forecaster
 from models.registry import VersionRef, version_for_alias
+from service.errors import ApiError
 
 log = logging.getLogger("nearcast.store")
 
@@ -48,17 +49,29 @@ class ModelStore:
     names: list[str]
     alias: str = "champion"
     jit_compile: bool = False
+    retry_after: int = 30  # seconds until the next poll may load a missing model
     models: dict[str, LoadedModel] = field(default_factory=dict)
     status: dict[str, ModelStatus] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, name: str | None) -> LoadedModel:
-        """The served model ``name`` (or the first one); KeyError names what is served."""
+        """The served model ``name`` (or the first configured one).
+
+        Raises:
+            KeyError: ``name`` is not configured (the message names the configured ones).
+            ApiError: 503 with ``Retry-After``: configured, but no version is loaded (yet).
+        """
         key = name or (self.names[0] if self.names else "")
-        try:
-            return self.models[key]
-        except KeyError:
-            raise KeyError(f"model {key!r} is not served; served: {sorted(self.models)}") from None
+        served = self.models.get(key)
+        if served is not None:
+            return served
+        if key not in self.names:
+            raise KeyError(f"model {key!r} is not served; served: {self.names}")
+        status = self.status.get(key)
+        why = status.last_error if status and status.last_error else "not loaded yet"
+        raise ApiError(503, "model", f"{key!r} has no loaded version ({why}); the server "
+                                     f"checks the alias {self.alias!r} every poll, retry later",
+                       headers={"Retry-After": str(self.retry_after)})
 
     def refresh(self, name: str, force: bool = False) -> bool:
         """Load ``name@alias`` if its version changed; keep the old one on any failure.
@@ -92,6 +105,9 @@ class ModelStore:
             return self._load(name, ref, status)
 
     def _load(self, name: str, ref: VersionRef, status: ModelStatus) -> bool:
+        started = time.monotonic()
+        fields = {"model": name, "version": ref.version, "alias": self.alias}
+        log.info("loading %s v%s (alias %s)", name, ref.version, self.alias, extra=fields)
         try:
             forecaster = load_forecaster(f"models:/{name}/{ref.version}", self.jit_compile)
             _warm(forecaster)
@@ -101,16 +117,23 @@ class ModelStore:
                 status.last_error = f"v{ref.version} not loaded: registry unreachable " \
                                     f"({type(exc).__name__}); retrying at the next poll"
                 log.warning("loading %s v%s failed, registry unreachable: %s", name, ref.version,
-                            exc)
+                            exc, extra=fields | {"error": type(exc).__name__})
                 return False
             status.failed_version, status.last_error = ref.version, _public(ref.version, exc)
             status.failures += 1
             log.error("loading %s v%s failed; keeping the current model: %s", name, ref.version,
-                      exc, exc_info=not isinstance(exc, WarmupError | OSError))
+                      exc, exc_info=not isinstance(exc, WarmupError | OSError),
+                      extra=fields | {"error": type(exc).__name__,
+                                      "seconds": round(time.monotonic() - started, 3)})
             return False
+        previous = self.models.get(name)
         self.models[name] = LoadedModel(name, self.alias, ref, forecaster, time.time())
         status.failed_version, status.last_error = None, None
-        log.info("serving %s v%s (alias %s)", name, ref.version, self.alias)
+        was = f"v{previous.ref.version}" if previous else "none"
+        log.info("serving %s v%s (alias %s, was %s)", name, ref.version, self.alias, was,
+                 extra=fields | {"previous_version": previous.ref.version if previous else None,
+                                 "run_id": ref.run_id, "event": "swap" if previous else "load",
+                                 "seconds": round(time.monotonic() - started, 3)})
         return True
 
     def _registry_answers(self, name: str) -> bool:
@@ -127,8 +150,13 @@ class ModelStore:
 
     @property
     def ready(self) -> bool:
-        """True when at least one model is loaded."""
-        return bool(self.models)
+        """True when every configured model has a loaded version."""
+        return bool(self.names) and not self.missing
+
+    @property
+    def missing(self) -> list[str]:
+        """Configured names with no loaded version."""
+        return [name for name in self.names if name not in self.models]
 
     @property
     def registry_reachable(self) -> bool:

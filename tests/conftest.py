@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The load check in this process (~0.2 s) instead of a fresh one (~6 s) per registration;
+# tests/service/test_load_check.py and test_alias_moves.py run the real subprocess check.
+os.environ.setdefault("NEARCAST_LOAD_CHECK", "inprocess")
 
 import socket
 import threading

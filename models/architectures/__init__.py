@@ -1,5 +1,9 @@
-"""Recurrent forecaster architectures behind one interface (:func:`build_model`)."""
+"""Recurrent forecaster architectures behind one interface (:func:`build_model`).
 
+Importing the package registers every custom Keras layer (:mod:`models.architectures.registry`).
+"""
+
+from models.architectures import registry as _registry  # noqa: F401  (registers all layers)
 from models.architectures.builder import build_model
 from models.architectures.families import FAMILIES
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import DATA, Champion
 from models.backtest import backtest
 from models.settings import get_mlflow_settings
+from pipelines.errors import DataValidationError
 from service.cli import app
 
 H = 24
@@ -76,12 +80,48 @@ def test_short_first_fold_is_padded_or_named(champion: Champion, tiny_df: pd.Dat
     y, _ = _matrix(tiny_df)
     expected = forecaster.forecast(list(y[:, :48].astype(np.float32))).values[:, :H, 0]
     np.testing.assert_allclose(result.folds[0].forecasts["model"], expected, rtol=1e-6)
-    # One fold more leaves 24 points, under the model's minimum of 48.
-    with pytest.raises(ValueError, match=r"fold 1: 8 series too short.*H1 has 24 points up to "
-                                         r"2024-01-01T23:00:00\+00:00.*at least 48"):
+    # One fold more leaves 24 points, under the model's minimum of 48: no series is left.
+    with pytest.raises(DataValidationError, match=r"series 'H1': 264 points, 24 up to the first "
+                       r"cutoff 2024-01-01T23:00:00\+00:00 of 10 folds; the model needs at least "
+                       r"48 .*no series is long enough; use fewer folds") as info:
         backtest(forecaster, tiny_df, n_folds=10)
+    assert [p.unique_id for p in info.value.problems] == [f"H{i}" for i in range(1, 9)]
     with pytest.raises(ValueError, match=r"horizon 25 is outside 1..24"):
         backtest(forecaster, tiny_df, n_folds=1, horizon=25)
+
+
+def _with_short_series(tiny_df: pd.DataFrame, n: int = 100) -> pd.DataFrame:
+    """``tiny_df`` plus series ``S1``: its first ``n`` points (a copy of H1's)."""
+    h1 = tiny_df[tiny_df["unique_id"] == "H1"].sort_values("ds").head(n)
+    return pd.concat([tiny_df, h1.assign(unique_id="S1")], ignore_index=True)
+
+
+def test_a_short_series_is_skipped_and_the_others_scored_as_alone(
+    champion: Champion, tiny_df: pd.DataFrame
+) -> None:
+    forecaster = champion.job.forecaster
+    # 3 folds of 24 need 72 points after the first cutoff and 48 of history before it: 120.
+    mixed = backtest(forecaster, _with_short_series(tiny_df), n_folds=3)
+    alone = backtest(forecaster, tiny_df, n_folds=3)
+    assert list(mixed.skipped) == ["S1"] and (mixed.n_scored, alone.n_scored) == (8, 8)
+    assert mixed.skipped["S1"] == (
+        "100 points, 28 up to the first cutoff 2024-01-02T03:00:00+00:00 of 3 folds; the model "
+        "needs at least 48 (in multiples of 24)")
+    assert mixed.aggregate == alone.aggregate  # identical, not approximately
+    assert mixed.cutoffs == alone.cutoffs
+    for ours, theirs in zip(mixed.folds, alone.folds, strict=True):
+        np.testing.assert_array_equal(ours.ids, theirs.ids)
+        np.testing.assert_array_equal(ours.forecasts["model"], theirs.forecasts["model"])
+        assert ours.scores == theirs.scores
+    assert "(step 24, 8 series scored, 1 skipped)" in mixed.summary()
+    assert "skipped S1: 100 points" in mixed.summary()
+    # strict: the short series fails the backtest, named.
+    with pytest.raises(DataValidationError, match=r"series 'S1': 100 points.*or leave out "
+                                                  r"--strict"):
+        backtest(forecaster, _with_short_series(tiny_df), n_folds=3, strict=True)
+    # Shorter than the folds themselves: no history at all before the first cutoff.
+    tiny = backtest(forecaster, _with_short_series(tiny_df, 60), n_folds=3)
+    assert tiny.skipped == {"S1": "60 points, no history left before the first of 3 folds"}
 
 
 @pytest.fixture
@@ -127,6 +167,29 @@ def test_evaluate_cli_prints_and_logs_backtest(
     assert "plots/backtest_by_fold.png" in names
     assert [a.path for a in client.list_artifacts(run_id, "evaluation")] == [
         "evaluation/backtest.json"]
+
+
+def test_evaluate_cli_skips_a_short_series_and_strict_fails(
+    champion: Champion, tiny_df: pd.DataFrame, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "mixed.csv"
+    _with_short_series(tiny_df).to_csv(data, index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
+    env |= cli_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                      "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-m", "service.cli", "evaluate", "--data", str(data),
+                          "--folds", "3"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)  # the real CLI, its own process
+    assert out.returncode == 0, out.stderr
+    assert "all 3 folds x 24 points (step 24, 8 series scored, 1 skipped)" in out.stdout
+    assert "skipped S1: 100 points, 28 up to the first cutoff" in out.stdout
+    model = backtest(champion.job.forecaster, tiny_df, n_folds=3).aggregate["model"]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("model "))
+    assert row.split()[1:3] == [f"{model['smape']:.3f}", f"{model['mase']:.3f}"]
+    strict = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--folds", "3",
+                                      "--strict"], env=cli_env)
+    assert strict.exit_code == 2
+    assert "error: data problem [too_short] series 'S1': 100 points" in strict.output
 
 
 def test_evaluate_cli_names_bad_inputs(cli_env: dict[str, str], tmp_path: Path) -> None:

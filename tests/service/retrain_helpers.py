@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 import yaml
@@ -68,6 +69,7 @@ def champion_version(settings: MlflowSettings, name: str | None = None) -> int |
 def cli_env(settings: MlflowSettings) -> dict[str, str]:
     """Environment for a ``nearcast`` subprocess on ``settings``' embedded store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
+    env |= {"NEARCAST_LOAD_CHECK": os.environ.get("NEARCAST_LOAD_CHECK", "subprocess")}
     env |= {"NEARCAST_HOME": str(settings.home), "NEARCAST_EXPERIMENT": settings.experiment,
             "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     return env
@@ -128,3 +130,41 @@ def start_cli(args: list[str], env: dict[str, str]) -> Proc:
 
     threading.Thread(target=pump, daemon=True).start()
     return proc
+
+
+def artifact_folder(settings: MlflowSettings, ref: registry.VersionRef) -> Path:
+    """The artifact folder of the logged model behind a registered version."""
+    client = settings.connect()
+    model_id = ref.source.removeprefix("models:/")
+    return Path(urlparse(client.get_logged_model(model_id).artifact_location).path)
+
+
+def corrupt_keras_file(settings: MlflowSettings, ref: registry.VersionRef) -> Path:
+    """Overwrite the saved Keras file behind a registered version with garbage."""
+    path = artifact_folder(settings, ref) / "artifacts" / "forecaster" / "model.keras"
+    assert path.exists(), path
+    path.write_bytes(b"not a keras file")
+    return path
+
+
+POSTGRES_DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+def reachable_postgres_url() -> str:
+    """NEARCAST_TEST_POSTGRES_URL if set, else the local default; skip if neither answers."""
+    import pytest
+    import sqlalchemy as sa
+
+    tried = []
+    for url in filter(None, (os.environ.get("NEARCAST_TEST_POSTGRES_URL"), POSTGRES_DEFAULT_URL)):
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return url
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            tried.append(f"{sa.make_url(url).render_as_string(hide_password=True)}: "
+                         f"{str(exc.orig).strip().splitlines()[0]}")
+        finally:
+            engine.dispose()
+    pytest.skip("no PostgreSQL reachable; tried " + "; ".join(tried))

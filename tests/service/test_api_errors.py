@@ -91,7 +91,8 @@ CASES: list[Case] = [
      "series[0] (id 'H1').values[8]", "finite number"),
     ("overflowing number", lambda b: _raw(_value(b, 9, 1234.5), "1234.5", "1e400"), 422,
      "series[0] (id 'H1').values[9]", "finite number"),
-    ("beyond float32", lambda b: _value(b, 2, 1e39), 422, "series[0] (id 'H1')", "float32"),
+    ("beyond float32", lambda b: _value(b, 2, 1e39), 422, "series[0] (id 'H1').values[2]",
+     "within the float32 range"),
     ("boolean value", lambda b: _value(b, 1, True), 422,
      "series[0] (id 'H1').values[1]", "valid number"),
     ("id not a string", lambda b: _series(b, id=5), 422, "series[0].id", "valid string"),
@@ -135,12 +136,13 @@ CASES: list[Case] = [
     ("negative with log scaling", lambda b: _value(b, 60, -3.0), 422,
      "series[0] (id 'H1').values", "needs values > 0"),
     ("too many series", lambda b: {"series": b["series"] * 5}, 422, "series",
-     "5 series; the limit is 4"),
+     "5 items; the limit is 4"),
     ("too many points", lambda b: _series(b, values=[1.0] * 501), 422,
-     "series[0] (id 'H1').values", "501 points; the limit is 500"),
+     "series[0] (id 'H1').values", "501 items; the limit is 500"),
     ("sparse timestamps", lambda b: _with_timestamps(
         _series(b, values=[5.0, 6.0]), ["2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"]), 422,
-     "series[0] (id 'H1')", "timestamps span more than 500 steps of the model's frequency 'h'"),
+     "series[0] (id 'H1')", "span more than 720 grid points of the model's frequency 'h'; the "
+     "limit is 720 (NEARCAST_MAX_SPAN_WINDOWS times the model's input window)"),
     ("invalid JSON", lambda b: b'{"series": [', 422, "body", "Invalid JSON"),
     ("JSON array", lambda b: b"[1, 2]", 422, "body", "should be an object"),
 ]
@@ -184,6 +186,16 @@ def test_every_problem_is_listed(server: LiveServer, good: Body) -> None:
     assert "(and 2 more problems)" in body["error"]
 
 
+def test_at_most_20_problems_are_listed_and_all_counted(server: LiveServer, good: Body) -> None:
+    bad = good | {f"extra{i}": i for i in range(30)} | {"horizon": "x"}
+    body = _assert_clean(_send(server, bad))
+    assert len(body["detail"]) == 20
+    assert body["detail"][0] == {"field": "horizon", "problem": "Input should be a valid integer"}
+    assert body["detail"][1]["field"] == "extra0"
+    assert body["error"] == ("horizon: Input should be a valid integer (and 30 more problems, 20 "
+                             "listed)")
+
+
 def test_oversized_body_is_refused(server: LiveServer, good: Body) -> None:
     big = {"series": [{**good["series"][0], "id": "x" * 100}] * 2, "pad": "y" * 70_000}
     resp = post(server, big)
@@ -193,7 +205,8 @@ def test_oversized_body_is_refused(server: LiveServer, good: Body) -> None:
     assert _assert_clean(resp)["error"] == (f"body: {sent} bytes; the limit is 65536 bytes "
                                             "(send fewer series or split the request)")
     chunks = (b"x" * 8192 for _ in range(10))  # no Content-Length: streamed and counted
-    resp = httpx.post(f"{server.url}/v1/forecast", content=chunks, headers=AUTH, timeout=30)
+    resp = httpx.post(f"{server.url}/v1/forecast", content=chunks, timeout=30,
+                      headers=AUTH | {"content-type": "application/json"})
     assert resp.status_code == 413 and "the limit is 65536 bytes" in _assert_clean(resp)["error"]
 
 

@@ -3,7 +3,8 @@
 Every ``NEARCAST_*`` variable they set is a field of a settings class and parses there; every
 command they run parses with the real command line (``nearcast``'s and ``mlflow server``'s); the
 image's runtime stage runs as a non-root user, checks ``/readyz`` and holds what the compose
-file refers to.
+file refers to. Secrets are required (``${VAR:?}``) and on no command line; every container is
+read-only, without capabilities or privilege escalation, and has a memory limit.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typer.exceptions import TyperException
 from conftest import free_port
 from models.settings import MlflowSettings
 from service.cli import app as nearcast_cli
+from service.edge import check_bind
 from service.settings import ApiSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,14 +38,18 @@ COMPOSE = REPO / "docker" / "compose.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SETTINGS: tuple[type[BaseSettings], ...] = (ApiSettings, MlflowSettings)
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+SECRETS = {"POSTGRES_PASSWORD": "pg-secret-3141", "NEARCAST_API_KEYS": "api-key-2718"}
+"""What docker/.env provides in these tests: the variables compose requires."""
 
 
 def _interpolate(value: str) -> str:
-    """Compose's ``${VAR}`` / ``${VAR:-default}`` with nothing set: the defaults."""
+    """Compose's interpolation with only :data:`SECRETS` set: their values, else the defaults."""
 
     def default(m: re.Match[str]) -> str:
-        assert m.group(2) in (None, "-", ":-"), f"{m.group(0)} requires a variable"
-        return m.group(3) or ""
+        if m.group(2) in (":?", "?"):
+            assert m.group(1) in SECRETS, f"{m.group(0)} requires a variable the tests lack"
+            assert m.group(3), f"{m.group(0)}: say what to set (and where)"
+        return SECRETS.get(m.group(1)) or m.group(3) or ""
 
     return _VAR.sub(default, value)
 
@@ -148,7 +154,10 @@ def test_compose_environment_parses_as_settings(
     assert store.tracking_uri == "http://mlflow:5000" and store.resolved_artifact_root() is None
     assert (store.registry_timeout, store.registry_retries, store.registry_backoff) == (10, 3, 1)
     if service == "api":
-        assert api.workers == 2 and api.host == "0.0.0.0" and api.api_keys == []
+        assert api.workers == 2 and api.host == "0.0.0.0"
+        assert api.api_keys == [SECRETS["NEARCAST_API_KEYS"]] and api.auth == "auto"
+        assert check_bind(api).startswith("auth: API keys required")  # serve starts on 0.0.0.0
+        assert {"127.0.0.1", "localhost"} <= set(api.allowed_hosts)
         published = [p for p in _services()["api"]["ports"] if p.endswith(f":{api.port}")]
         assert published == [f"127.0.0.1:{api.port}:{api.port}"]
 
@@ -173,13 +182,22 @@ def test_compose_commands_parse_with_the_real_command_lines() -> None:
         commands["serve"].make_context("serve", ["--replicas", "2"])  # the check can fail
 
 
-def test_mlflow_server_command_parses_and_its_driver_is_a_runtime_dependency() -> None:
+def test_mlflow_server_command_parses_and_its_driver_is_a_runtime_dependency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from mlflow.cli import cli as mlflow_cli
 
     services = _services()
     prog, sub, *args = _command(services["mlflow"])
     assert (prog, sub) == ("mlflow", "server")
+    env = _env(services["mlflow"])
+    assert "--backend-store-uri" not in args  # with the password it comes from the environment
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     params = mlflow_cli.commands["server"].make_context("server", list(args)).params
+    assert params["backend_store_uri"] == env["MLFLOW_BACKEND_STORE_URI"]  # read from the env
     assert params["serve_artifacts"] and params["artifacts_destination"] == "/data/mlartifacts"
     assert params["host"] == "0.0.0.0" and "mlflow:5000" in params["allowed_hosts"].split(",")
     assert f":{params['port']}" in _env(services["api"])["NEARCAST_TRACKING_URI"]
@@ -197,6 +215,71 @@ def test_mlflow_server_command_parses_and_its_driver_is_a_runtime_dependency() -
     pg = _env(services["postgres"])
     assert (url.username, url.password, url.database) == (
         pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"])
+    assert url.password == SECRETS["POSTGRES_PASSWORD"]
+
+
+def test_secrets_are_required_and_on_no_command_line() -> None:
+    raw = _services()
+    required = {m.group(1) for m in _VAR.finditer(COMPOSE.read_text()) if "?" in (m.group(2) or "")}
+    assert required == set(SECRETS)
+    assert "POSTGRES_PASSWORD" in raw["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert ":?" in raw["postgres"]["environment"]["POSTGRES_PASSWORD"]  # no default password
+    assert raw["api"]["environment"]["NEARCAST_API_KEYS"].startswith("${NEARCAST_API_KEYS:?")
+    for name, service in raw.items():
+        assert not _secrets_in_commands(service), f"{name} shows a secret on a command line"
+    # The check can fail: the previous compose file put the password on mlflow's command line.
+    old = {"command": ["mlflow", "server", "--backend-store-uri",
+                       "postgresql+psycopg2://mlflow:${POSTGRES_PASSWORD:?x}@postgres:5432/mlflow"]}
+    assert _secrets_in_commands(old) == ["POSTGRES_PASSWORD"]
+
+
+def _secrets_in_commands(service: dict[str, Any]) -> list[str]:
+    """The secrets a service's command or healthcheck holds (as variables or as values)."""
+    raw = json.dumps([service.get("command", []), service.get("healthcheck", {})])
+    expanded = _interpolate(raw)
+    return [var for var, value in SECRETS.items() if var in raw or value in expanded]
+
+
+_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def _bytes(limit: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg])b?", limit.strip().lower())
+    assert match, f"not a memory size: {limit!r}"
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def test_every_container_is_read_only_unprivileged_and_memory_limited() -> None:
+    services = _services()
+    assert set(services) == {"postgres", "mlflow", "api", "scheduler"}
+    limits = {}
+    for name, service in services.items():
+        assert service.get("read_only") is True, f"{name}: root file system is writable"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: keeps Linux capabilities"
+        assert not service.get("cap_add"), f"{name}: adds capabilities back"
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+        tmpfs = [t.split(":")[0] for t in service.get("tmpfs", [])]
+        assert "/tmp" in tmpfs, f"{name}: no writable /tmp"
+        for mount in service.get("tmpfs", []):
+            size = dict(o.split("=") for o in mount.partition(":")[2].split(",") if "=" in o)
+            assert "size" in size, f"{name}: tmpfs {mount} unbounded (it counts as memory)"
+        assert "deploy" not in service or "resources" not in service["deploy"], name
+        limits[name] = _bytes(_interpolate(str(service["mem_limit"])))
+    # Writable places are volumes or tmpfs: PostgreSQL's data and socket, MLflow's artifacts,
+    # the scheduler's lock files.
+    mounts = {name: [v.split(":")[1] for v in s.get("volumes", [])] for name, s in services.items()}
+    assert mounts["postgres"] == ["/var/lib/postgresql/data"]
+    assert "/var/run/postgresql" in [t.split(":")[0] for t in services["postgres"]["tmpfs"]]
+    assert services["postgres"]["user"] == "postgres"  # its entrypoint needs root otherwise
+    assert mounts["mlflow"] == ["/data/mlartifacts"] and mounts["scheduler"] == ["/data/nearcast"]
+    # Sized from the README: each API worker loads the model (~0.8 GB); a swap holds two.
+    workers = int(_env(services["api"])["NEARCAST_WORKERS"])
+    assert limits["api"] >= workers * 2 * 0.8e9 + 2**28
+    assert limits["scheduler"] >= 3 * 2**30 and limits["mlflow"] >= 2**29
+    assert all(limit <= 8 * 2**30 for limit in limits.values())
+    env = _image_env()  # Keras and Matplotlib write their config under the tmpfs, not $HOME
+    assert env["KERAS_HOME"].startswith("/tmp/") and env["MPLCONFIGDIR"].startswith("/tmp/")
 
 
 def test_services_start_in_order_and_check_their_own_health() -> None:

@@ -29,6 +29,7 @@ from retrain_helpers import (
     WORSE_TRAIN,
     champion_version,
     cli_env,
+    reachable_postgres_url,
     start_cli,
     tiny_frame,
     with_trend,
@@ -115,8 +116,9 @@ def test_file_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     cfg = LockConfig()
     assert lock_backend(settings, cfg) == "file"
-    with retrain_lock(settings, "m/1", cfg) as where:
-        assert where.startswith("file lock ") and str(settings.home / "locks") in where
+    with retrain_lock(settings, "m/1", cfg) as held:
+        where = str(held)
+        assert where.startswith("retrain file lock ") and str(settings.home / "locks") in where
         with pytest.raises(LockBusyError, match=rf"model 'm/1' is already running \(pid "
                                                 rf"{os.getpid()} on "):
             with retrain_lock(settings, "m/1", cfg):
@@ -138,27 +140,10 @@ def test_lock_backend_follows_the_store() -> None:
     assert -(2**63) <= advisory_key("a") < 2**63
 
 
-POSTGRES_DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture
 def postgres_url() -> str:
     """NEARCAST_TEST_POSTGRES_URL if set, else the local default; skip if neither answers."""
-    import sqlalchemy as sa
-
-    tried = []
-    for url in filter(None, (os.environ.get("NEARCAST_TEST_POSTGRES_URL"), POSTGRES_DEFAULT_URL)):
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
-            return url
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            tried.append(f"{sa.make_url(url).render_as_string(hide_password=True)}: "
-                         f"{str(exc.orig).strip().splitlines()[0]}")
-        finally:
-            engine.dispose()
-    pytest.skip("no PostgreSQL reachable; tried " + "; ".join(tried))
+    return reachable_postgres_url()
 
 
 @pytest.mark.postgres
@@ -166,8 +151,8 @@ def test_advisory_lock_on_postgres(tmp_path: Path, postgres_url: str) -> None:
     url = postgres_url
     settings = MlflowSettings(home=tmp_path, tracking_uri=url)
     cfg = LockConfig()
-    with retrain_lock(settings, "pg-model", cfg) as where:
-        assert where.startswith("PostgreSQL advisory lock")
+    with retrain_lock(settings, "pg-model", cfg) as held:
+        assert str(held).startswith("retrain PostgreSQL advisory lock")
         with pytest.raises(LockBusyError, match=r"'pg-model' is already running \(server "
                                                 r"backend pid \d+"):
             with retrain_lock(settings, "pg-model", cfg.model_copy(update={"timeout": 0.6})):
@@ -332,7 +317,8 @@ def test_corrupt_data_fails_clearly_and_keeps_champion(store: Store, tmp_path: P
     before = store.versions()
     lines, echo = _lines()
     expected = (rf"(?s)retraining tiny-rt failed at 'reading files:{bad}': DataValidationError: "
-                r"2 data problems found:.*series 'H1', rows \[1\]: y is not numeric: 'twelve'.*"
+                r"2 data problems found:.*series 'H1', \S*corrupt\.csv line 3: "
+                r"y is not numeric: 'twelve'.*"
                 r"champion unchanged \(v1\)")
     with pytest.raises(RetrainError, match=expected):
         run_retrain(job, store.settings, echo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from datetime import UTC, datetime
@@ -12,6 +13,16 @@ from retrain_helpers import champion_version, cli_env, start_cli, tiny_frame, wr
 
 from conftest import make_settings
 from service.scheduler import Runner, build_scheduler, cron_trigger, crontab_weekdays, load_jobs
+
+
+def _record(line: str) -> dict[str, object]:
+    """A JSON log line as a dict (any other line as its message)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {"message": line}
+    return record if isinstance(record, dict) else {"message": line}
+
 
 MONDAY = datetime(2024, 1, 1, 12, 0, 30, tzinfo=UTC)  # 2024-01-01 was a Monday
 
@@ -85,9 +96,13 @@ def test_scheduler_runs_retrains_on_cron_without_overlap(tmp_path: Path) -> None
         proc.popen.send_signal(signal.SIGTERM)
     finally:
         code = proc.finish(120)
-    text = proc.text
-    assert code == 0, text
+    assert code == 0, proc.text
+    records = [_record(line) for line in proc.lines]  # the scheduler logs JSON lines
+    text = "\n".join(str(r["message"]) for r in records)
     assert "scheduler stopped" in text
+    finished = [r for r in records if r.get("event") == "finished"
+                and r.get("job") == "minute.yaml (every-minute)"]
+    assert finished and str(finished[0]["outcome"]).startswith("promoted: "), finished
 
     # The one-minute cron fired on a minute boundary and its run promoted a first champion.
     fired = re.search(r'Running job "minute.yaml \(every-minute\).*scheduled at '

@@ -8,14 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,10 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 from svc_helpers import wait_for
 
-from conftest import free_port
+from benchmarks.tracking_server import TrackingServer  # shared with benchmarks/load_bench.py
 
 POSTGRES_DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-BIN = Path(sys.executable).parent
 
 
 def postgres_base() -> str:
@@ -80,80 +75,6 @@ def champion_in_postgres(backend: str, name: str) -> int | None:
     finally:
         engine.dispose()
     return int(row[0]) if row else None
-
-
-@dataclass
-class TrackingServer:
-    """A real ``mlflow server`` process group on 127.0.0.1 (restartable on the same port)."""
-
-    backend: str
-    artifacts: Path
-    log: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 120.0) -> None:
-        """Start and wait (bounded) for /health; the first start creates the tables."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
-        # `mlflow server` execs uvicorn from the environment's bin/; the GenAI job runner is
-        # not needed (8 more processes).
-        env |= {"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend,
-               "--serve-artifacts", "--artifacts-destination", str(self.artifacts),
-               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        self.starts += 1
-        with self.log.open("ab") as log:
-            log.write(f"--- start {self.starts}\n".encode())
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        tail = self.log.read_text(errors="replace")[-3000:]
-        self.stop(signal.SIGKILL)
-        raise RuntimeError(f"mlflow server did not answer /health within {timeout} s:\n{tail}")
-
-    def send(self, sig: int) -> None:
-        """Send ``sig`` to the whole process group (server, uvicorn workers)."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        """Stop the process group (SIGKILL after ``timeout`` seconds); idempotent."""
-        if self.proc is None:
-            return
-        try:
-            self.send(signal.SIGCONT)  # a frozen group must run to handle SIGTERM
-            self.send(sig)
-            self.proc.wait(timeout)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            self.send(signal.SIGKILL)
-            self.proc.wait(10)
-        finally:
-            try:  # leftovers of the group (workers whose parent died first)
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc = None
 
 
 @dataclass
