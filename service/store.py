@@ -52,6 +52,9 @@ class ModelStore:
     retry_after: int = 30  # seconds until the next poll may load a missing model
     models: dict[str, LoadedModel] = field(default_factory=dict)
     status: dict[str, ModelStatus] = field(default_factory=dict)
+    # The version served before the last swap, kept loaded: a rollback (or an alias moving
+    # back and forth) swaps back at once instead of downloading and warming it again.
+    previous: dict[str, LoadedModel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, name: str | None) -> LoadedModel:
@@ -102,6 +105,10 @@ class ModelStore:
                 return False
             if status.failed_version == ref.version and not force:
                 return False
+            kept = self.previous.get(name)
+            if kept is not None and kept.ref.version == ref.version:
+                self._swap(name, kept, status, time.monotonic(), "swap back")
+                return True
             return self._load(name, ref, status)
 
     def _load(self, name: str, ref: VersionRef, status: ModelStatus) -> bool:
@@ -126,15 +133,25 @@ class ModelStore:
                       extra=fields | {"error": type(exc).__name__,
                                       "seconds": round(time.monotonic() - started, 3)})
             return False
+        self._swap(name, LoadedModel(name, self.alias, ref, forecaster, time.time()), status,
+                   started, "swap" if name in self.models else "load")
+        return True
+
+    def _swap(self, name: str, new: LoadedModel, status: ModelStatus, started: float,
+              event: str) -> None:
+        """Serve ``new``; the version it replaces stays loaded for a swap back."""
         previous = self.models.get(name)
-        self.models[name] = LoadedModel(name, self.alias, ref, forecaster, time.time())
+        if previous is not None:
+            self.previous[name] = previous
+        self.models[name] = new
         status.failed_version, status.last_error = None, None
+        ref = new.ref
         was = f"v{previous.ref.version}" if previous else "none"
         log.info("serving %s v%s (alias %s, was %s)", name, ref.version, self.alias, was,
-                 extra=fields | {"previous_version": previous.ref.version if previous else None,
-                                 "run_id": ref.run_id, "event": "swap" if previous else "load",
-                                 "seconds": round(time.monotonic() - started, 3)})
-        return True
+                 extra={"model": name, "version": ref.version, "alias": self.alias,
+                        "previous_version": previous.ref.version if previous else None,
+                        "run_id": ref.run_id, "event": event,
+                        "seconds": round(time.monotonic() - started, 3)})
 
     def _registry_answers(self, name: str) -> bool:
         """Whether the registry answers now (a failed load is only the version's fault if so)."""

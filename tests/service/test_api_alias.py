@@ -90,3 +90,29 @@ def test_alias_moves_are_followed_and_broken_versions_skipped(
     registry.promote(client, NAME, v2.version, "tests: roll back")  # alias back: error clears
     assert wait_for(lambda: _info(server)["last_error"] is None, timeout=30)
     assert _info(server)["version"] == v2.version
+
+
+def test_alias_moving_back_swaps_back_to_the_version_kept_loaded(
+    champion: Champion, tiny_df: pd.DataFrame, live: list[LiveServer]
+) -> None:
+    name = "tinyback"
+    settings, forecaster = champion.settings, champion.job.forecaster
+    client = settings.connect()
+    v1 = register_copy(settings, name, forecaster)
+    v2 = register_copy(settings, name, forecaster)
+    registry.promote(client, name, v1.version, "tests")
+    server = start_server(create_app(ApiSettings(models=[name], poll_seconds=0.5), settings))
+    live.append(server)
+    body = {"model": name, "series": [series_body(tiny_df, "H7", 72)]}
+    first = post(server, body).json()
+    assert first["model"]["version"] == v1.version
+
+    registry.promote(client, name, v2.version, "tests")
+    assert wait_for(lambda: post(server, body).json()["model"]["version"] == v2.version)
+    # v1's files are gone: it can only come back from memory, not by loading it again.
+    delete_artifacts(settings, v1)
+    registry.promote(client, name, v1.version, "tests: roll back")
+    assert wait_for(lambda: post(server, body).json()["model"]["version"] == v1.version)
+    (info,) = httpx.get(f"{server.url}/v1/models", timeout=10).json()
+    assert info["version"] == v1.version and info["last_error"] is None
+    assert post(server, body).json()["series"] == first["series"]
