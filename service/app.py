@@ -41,7 +41,8 @@ async def _follow_alias(store: ModelStore, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            if await anyio.to_thread.run_sync(store.refresh_all):
+            await anyio.to_thread.run_sync(store.refresh_all)
+            if store.take_loaded():
                 settle_heap()
         except Exception:  # never let the follower die
             log.exception("alias refresh failed")
@@ -65,7 +66,8 @@ def _lifespan(state: AppState, mlflow_settings: MlflowSettings) -> Callable[[Fas
         store = ModelStore(client, api.served_models(), api.alias, api.jit_compile,
                            retry_after=max(1, math.ceil(api.poll_seconds)))
         await anyio.to_thread.run_sync(store.refresh_all)  # load + warm before ready
-        settle_heap()
+        store.take_loaded()
+        settle_heap()  # also freezes the start-up objects when no model loaded yet
         state.batchers = _batchers(state, store.names)
         for batcher in state.batchers.values():
             batcher.start()

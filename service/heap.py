@@ -4,8 +4,9 @@ A serving process holds millions of long-lived objects (TensorFlow, Keras, MLflo
 the model). Without care every full collection walks all of them, and under load those
 pauses (100-500 ms measured) become the p99 latency. After a model is loaded we collect once
 and freeze what survives into the permanent generation, so later collections only look at
-objects created since. Swapping in a new model unfreezes first, so the old model's cycles are
-still collected; that full collection is one pause (a few hundred ms) per model swap.
+objects created since. Loading a new model unfreezes first, so the old model's cycles are
+still collected; that full collection is one pause (a few hundred ms) per model load. Swapping
+back to the version the store kept loaded creates and frees nothing, so it needs none.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ async def reload_model(name: str, state: State) -> ReloadResult:
         raise ApiError(404, "name", f"model {name!r} is not configured; configured: "
                                     f"{store.names}")
     swapped = await anyio.to_thread.run_sync(lambda: store.refresh(name, force=True))
-    if swapped:
+    if store.take_loaded():
         settle_heap()
     current = store.models.get(name)
     return ReloadResult(name=name, swapped=swapped,

@@ -55,6 +55,7 @@ class ModelStore:
     # The version served before the last swap, kept loaded: a rollback (or an alias moving
     # back and forth) swaps back at once instead of downloading and warming it again.
     previous: dict[str, LoadedModel] = field(default_factory=dict)
+    _loaded: bool = False  # a version was loaded (not swapped back) since take_loaded()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, name: str | None) -> LoadedModel:
@@ -135,7 +136,18 @@ class ModelStore:
             return False
         self._swap(name, LoadedModel(name, self.alias, ref, forecaster, time.time()), status,
                    started, "swap" if name in self.models else "load")
+        self._loaded = True
         return True
+
+    def take_loaded(self) -> bool:
+        """True once after a version was loaded from the registry (a swap back is not a load).
+
+        The caller then settles the heap (:func:`service.heap.settle_heap`): a load creates
+        many objects and may drop an old model; a swap back does neither, so it costs no
+        full collection.
+        """
+        loaded, self._loaded = self._loaded, False
+        return loaded
 
     def _swap(self, name: str, new: LoadedModel, status: ModelStatus, started: float,
               event: str) -> None:
