@@ -120,8 +120,8 @@ class TrustedHosts(TrustedHostMiddleware):
             await self.app(scope, receive, send)
             return
         await send_json(send, 400, _error(
-            "host", f"Host header {host or '(none)'!r} is not served here; allowed: "
-                    f"{list(self.allowed_hosts)} (NEARCAST_ALLOWED_HOSTS)"))
+            "host", f"Host header {host or '(none)'!r} is not served here; the server "
+                    "accepts the names in its NEARCAST_ALLOWED_HOSTS"))  # not listed to callers
 
 
 def _has_body(scope: Scope) -> bool:
