@@ -89,7 +89,7 @@ def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str,
                               model_name=f"bench-{path.stem}")
     t0 = time.perf_counter()
     job = train_and_register(data.frame, job_cfg.model, train_cfg, settings, data.source,
-                             gap_policy=data_cfg.gap_policy, ensemble=ensemble)
+                             grid=data.grid, ensemble=ensemble)
     job_seconds = time.perf_counter() - t0
     scores = {m: {k: job.evaluation.scores[m][k] for k in ("smape", "mase", "owa", "mae", "rmse")}
               for m in METHODS}

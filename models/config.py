@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.grid import GridRule, same_freq
 from pipelines.window_runs import WindowSpec
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
@@ -16,9 +17,11 @@ Loss = Literal["mae", "mse", "pinball"]
 class ModelConfig(BaseModel):
     """What the network is and how it sees the data.
 
-    ``fold`` consecutive points become one timestep ("shorten the sequence"); ``scaling`` is a
-    rule from :mod:`pipelines.scaling`; with ``seasonal_skip`` the network learns a correction
-    added to seasonal naive in the scaled space.
+    ``freq`` is the frequency of the data's grid (:class:`pipelines.grid.GridRule`): a job
+    gives it once, as ``data.freq``, and :meth:`on_grid` sets it here. ``fold`` consecutive
+    points become one timestep ("shorten the sequence"); ``scaling`` is a rule from
+    :mod:`pipelines.scaling`; with ``seasonal_skip`` the network learns a correction added to
+    seasonal naive in the scaled space.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +57,20 @@ class ModelConfig(BaseModel):
             self.quantiles = sorted(set(qs) | {0.5})
         self.window_spec()  # raises on inconsistent geometry
         return self
+
+    def on_grid(self, grid: GridRule) -> ModelConfig:
+        """This config at the frequency of the grid its data is on.
+
+        Raises:
+            ValueError: ``freq`` was given here, as another frequency than the grid's (the
+                message names both keys), or the grid has no frequency.
+        """
+        if grid.freq is None:
+            raise ValueError("the data's grid has no frequency (data.freq); read the data first")
+        if "freq" in self.model_fields_set and not same_freq(self.freq, grid.freq):
+            raise ValueError(f"model.freq {self.freq!r} differs from data.freq {grid.freq!r}: "
+                             "give the grid frequency once, as data.freq")
+        return self.model_copy(update={"freq": grid.freq})
 
     @property
     def shortest_history(self) -> int:
@@ -135,6 +152,9 @@ class EnsembleConfig(BaseModel):
         for i, overrides in enumerate(self.members):
             fields = dict(overrides)
             seed = int(fields.pop("seed", train.seed + i))
+            if "freq" in fields:
+                raise ValueError(f"ensemble.members[{i}].freq: every member is on the data's "
+                                 "grid; give the frequency once, as data.freq")
             unknown = sorted(set(fields) - set(ModelConfig.model_fields))
             if unknown:
                 raise ValueError(f"ensemble.members[{i}]: unknown model fields {unknown}")

@@ -1,7 +1,7 @@
 """A trained forecaster with everything needed to turn raw history into a forecast.
 
-:class:`Forecaster` couples the Keras network with its :class:`ModelMeta` (config, frequency,
-gap rule, data digest) and exposes the fast array path the service calls: a ``tf.function``
+:class:`Forecaster` couples the Keras network with its :class:`ModelMeta` (config, grid rule,
+data digest) and exposes the fast array path the service calls: a ``tf.function``
 with a fixed-rank input signature, traced once.
 """
 
@@ -17,10 +17,11 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
 from models.config import ModelConfig
+from pipelines.grid import GridRule, same_freq
 from pipelines.padding import FitResult, fit_histories
 from pipelines.prepare import Regularized, regularize
 
@@ -28,18 +29,43 @@ MODEL_FILE, META_FILE = "model.keras", "meta.json"
 
 
 class ModelMeta(BaseModel):
-    """Metadata that travels inside the model artifact."""
+    """Metadata that travels inside the model artifact.
+
+    ``grid`` is the rule the training data was put on (its frequency is the config's); whoever
+    reads raw observations for this model applies it. Metadata written before the rule was
+    stored (flat ``gap_policy``/``bucket_agg``) loads with those values and the defaults.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     config: ModelConfig
-    gap_policy: str = "linear"
-    bucket_agg: str = "mean"
+    grid: GridRule
     data_digest: str = ""
     data_source: str = ""
     nearcast_version: str = ""
     train_series: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_of_older_artifacts(cls, data: Any) -> Any:
+        """Without ``grid``: the config's frequency and the flat fields older versions wrote."""
+        if not isinstance(data, dict) or "grid" in data:
+            return data
+        out = dict(data)
+        config = out.get("config")
+        freq = config.freq if isinstance(config, ModelConfig) else (
+            config.get("freq", "h") if isinstance(config, dict) else "h")
+        out["grid"] = {"freq": freq, "gap_policy": out.pop("gap_policy", "linear"),
+                       "agg": out.pop("bucket_agg", "mean")}
+        return out
+
+    @model_validator(mode="after")
+    def _grid_at_model_freq(self) -> ModelMeta:
+        if self.grid.freq is None or not same_freq(self.grid.freq, self.config.freq):
+            raise ValueError(f"grid frequency {self.grid.freq!r} differs from the model's "
+                             f"{self.config.freq!r}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -89,9 +115,8 @@ class Forecaster:
         self.predict_arrays(np.ones((1, size), np.float32), np.ones((1, size), np.float32))
 
     def regularize(self, df: pd.DataFrame) -> Regularized:
-        """Put raw long observations on the model's grid by its own rules (freq, agg, gaps)."""
-        meta = self.meta
-        return regularize(df, meta.config.freq, agg=meta.bucket_agg, gap_policy=meta.gap_policy)
+        """Put raw long observations on the model's grid by its own rule (freq, agg, gaps)."""
+        return regularize(df, self.meta.grid)
 
     def future_index(self, last_ds: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
         """Timestamps of the ``horizon`` steps after ``last_ds`` at the model frequency."""
@@ -115,11 +140,12 @@ class Forecaster:
 
     def describe(self) -> dict[str, Any]:
         """Public facts about the model (for listings and provenance)."""
-        c = self.config
+        c, g = self.config, self.meta.grid
         return {
             "freq": c.freq, "horizon": c.horizon, "input_size": c.input_size,
             "min_history": c.shortest_history, "quantiles": c.quantiles, "cell": c.cell,
-            "scaling": c.scaling, "gap_policy": self.meta.gap_policy,
+            "scaling": c.scaling, "agg": g.agg, "gap_policy": g.gap_policy,
+            "max_gap": g.max_gap, "timezone": g.timezone,
         }
 
 

@@ -18,6 +18,7 @@ from models.evaluation import Evaluation, holdout_evaluate
 from models.forecaster import Forecaster, ModelMeta
 from models.settings import MlflowSettings
 from models.training import TrainData, TrainingDivergedError, TrainResult, fit
+from pipelines.grid import GridRule
 from pipelines.schema import UNIQUE_ID
 from pipelines.windows import SeriesTable, gather_windows, last_windows
 
@@ -69,7 +70,7 @@ def _fit_one(df: pd.DataFrame, config: ModelConfig, train: TrainConfig,
 
 
 def _train_members(df: pd.DataFrame, pairs: list[tuple[ModelConfig, TrainConfig]],
-                   full: SeriesTable) -> list[TrainResult]:
+                   full: SeriesTable, grid: GridRule) -> list[TrainResult]:
     """Train each ensemble member in a child run that records its config, curves and scores."""
     results = []
     parent = mlflow.active_run()
@@ -78,7 +79,7 @@ def _train_members(df: pd.DataFrame, pairs: list[tuple[ModelConfig, TrainConfig]
         with mlflow.start_run(run_name=f"member-{i}", nested=True, experiment_id=experiment):
             tracking.log_config(config, train, {"member": i})
             result = _fit_one(df, config, train, None, name=f"member_{i}")
-            member = Forecaster(result.model, ModelMeta(config=config))
+            member = Forecaster(result.model, ModelMeta(config=config, grid=grid))
             scores = holdout_evaluate(member, full, config.horizon).scores["model"]
             mlflow.log_metrics({f"model_{k}": v for k, v in scores.items()})
         mlflow.log_metrics({f"member{i}_{k}": v for k, v in scores.items()})
@@ -88,7 +89,7 @@ def _train_members(df: pd.DataFrame, pairs: list[tuple[ModelConfig, TrainConfig]
 
 def _assemble(df: pd.DataFrame, ensemble: EnsembleConfig,
               pairs: list[tuple[ModelConfig, TrainConfig]],
-              results: list[TrainResult]) -> tuple[keras.Model, ModelConfig]:
+              results: list[TrainResult], grid: GridRule) -> tuple[keras.Model, ModelConfig]:
     """Join the members; widen quantile intervals to the wanted coverage on validation windows."""
     configs = [c for c, _ in pairs]
     joined_cfg = ensemble_config(configs)
@@ -96,7 +97,7 @@ def _assemble(df: pd.DataFrame, ensemble: EnsembleConfig,
     if not joined_cfg.quantiles or ensemble.interval_coverage is None:
         return joined, joined_cfg
     data, _ = split_for_training(df, joined_cfg)
-    raw = Forecaster(joined, ModelMeta(config=joined_cfg)).predict_arrays(
+    raw = Forecaster(joined, ModelMeta(config=joined_cfg, grid=grid)).predict_arrays(
         data.val_inputs["history"], data.val_inputs["mask"])
     factor = interval_factor(raw, data.val_target, joined_cfg, ensemble.interval_coverage)
     mlflow.log_metric("interval_factor", factor)
@@ -110,7 +111,7 @@ def train_and_register(
     settings: MlflowSettings,
     source: str,
     register: bool = True,
-    gap_policy: str = "linear",
+    grid: GridRule | None = None,
     init_weights: list[np.ndarray] | None = None,
     tags: dict[str, str] | None = None,
     ensemble: EnsembleConfig | None = None,
@@ -120,22 +121,28 @@ def train_and_register(
     With ``ensemble``, each member trains in a child run and the members are joined into ONE
     model (median or mean) that is scored, logged and registered like a single one.
     ``init_weights`` (e.g. the champion's, for a warm start; single models only) replace the
-    random initial weights; ``tags`` are added to the run's tags.
+    random initial weights; ``tags`` are added to the run's tags. ``grid`` is the rule ``df``
+    is on (:attr:`pipelines.dataset.LoadedData.grid`; default: the model's frequency with the
+    default aggregation and gap policy): the model keeps it, and its frequency is the model's.
 
     Raises:
+        ValueError: ``model_cfg`` names another frequency than ``grid`` (before any run).
         TrainingDivergedError: the loss went NaN/inf; the run is marked FAILED and nothing is
             registered.
         LoadCheckError: the registered version does not load back from the registry in a fresh
             process (:mod:`models.load_check`); it stays registered without an alias (tagged
             ``nearcast.load_check=failed``) and the run is marked FAILED.
     """
+    grid = (grid or GridRule(freq=model_cfg.freq)).rule()
+    model_cfg = model_cfg.on_grid(grid)
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
     full = SeriesTable.from_long(df)
     run_tags = tracking.run_tags(source) | (tags or {})
     with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
         tracking.log_config(model_cfg, train_cfg, {"source": source, "series": len(full.ids),
-                                                   "points": len(full.values)})
+                                                   "points": len(full.values)}
+                            | grid.model_dump())
         digest = tracking.log_dataset(df, source, name=source.rsplit("/", 1)[-1])
         try:
             if ensemble is None:
@@ -144,12 +151,12 @@ def train_and_register(
             else:
                 mlflow.log_dict(ensemble.model_dump(), "config/ensemble.json")
                 pairs = ensemble.member_configs(model_cfg, train_cfg)
-                results = _train_members(df, pairs, full)
-                model, config = _assemble(df, ensemble, pairs, results)
+                results = _train_members(df, pairs, full, grid)
+                model, config = _assemble(df, ensemble, pairs, results, grid)
         except TrainingDivergedError:
             mlflow.end_run(status="FAILED")
             raise
-        meta = ModelMeta(config=config, gap_policy=gap_policy, data_digest=digest,
+        meta = ModelMeta(config=config, grid=grid, data_digest=digest,
                          data_source=source, nearcast_version=tracking.nearcast_version(),
                          train_series=len(full.ids))
         forecaster = Forecaster(model, meta)

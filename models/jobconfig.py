@@ -50,6 +50,16 @@ class JobConfig(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _one_frequency(self) -> JobConfig:
+        """The grid frequency is given once: ``data.freq`` (``model.freq`` alone still works)."""
+        data_freq_given = "freq" in self.data.model_fields_set and self.data.freq is not None
+        if "freq" in self.model.model_fields_set and not data_freq_given:
+            self.data = self.data.model_copy(update={"freq": self.model.freq})
+        if self.data.freq is not None:  # None: inferred from the data when it is read
+            self.model = self.model.on_grid(self.data)
+        return self
+
+    @model_validator(mode="after")
     def _members_resolve(self) -> JobConfig:
         if self.ensemble is not None:  # an unknown or invalid member field fails now, not later
             try:
@@ -219,29 +229,26 @@ def data_config_from_spec(spec: str) -> DataConfig:
 
 
 def with_model_rules(cfg: DataConfig, spec: str, meta: ModelMeta) -> DataConfig:
-    """Apply a stored model's pipeline rules to the data config from ``spec``.
+    """Put the data config from ``spec`` on a stored model's grid rule.
 
-    A data file (or ``m4_hourly``) is read at the model's frequency, gap rule and aggregation; a
-    YAML file keeps its own rules but must have the model's frequency (or none).
+    The data is read by the model's rule (frequency, aggregation, gap policy, longest gap,
+    time zone). A YAML file may repeat the rule's keys, but not change them.
 
     Raises:
-        JobConfigError: when a YAML file asks for another frequency than the model's.
+        JobConfigError: when a YAML file gives a grid key another value than the model's
+            (naming the file, the keys and both values).
     """
-    rules = {"freq": meta.config.freq, "gap_policy": meta.gap_policy, "agg": meta.bucket_agg}
-    if not spec.lower().endswith(_YAML_SUFFIXES):
-        return cfg.model_copy(update=rules)
-    if cfg.freq is None:
-        return cfg.model_copy(update={"freq": meta.config.freq})
-    if pd.tseries.frequencies.to_offset(cfg.freq) != pd.tseries.frequencies.to_offset(
-        meta.config.freq
-    ):
-        raise JobConfigError(f"{spec}: data freq {cfg.freq!r} differs from the model's "
-                             f"{meta.config.freq!r}")
-    return cfg
+    if spec.lower().endswith(_YAML_SUFFIXES):
+        clashes = cfg.differences(meta.grid)
+        if clashes:
+            raise JobConfigError(f"{spec}: " + "; ".join(
+                f"data {key} {ours!r} differs from the model's {theirs!r}"
+                for key, (ours, theirs) in clashes.items()))
+    return cfg.model_copy(update=meta.grid.model_dump())
 
 
 def data_config_for(spec: str, meta: ModelMeta) -> DataConfig:
-    """The data a stored model is evaluated on, read by the model's own pipeline rules.
+    """The data a stored model is evaluated on, read by the model's own grid rule.
 
     See :func:`data_config_from_spec` and :func:`with_model_rules`.
     """

@@ -16,13 +16,19 @@ import numpy as np
 import tensorflow as tf
 
 from models.config import ModelConfig, TrainConfig
+from models.epoch_listeners import current_listeners
 from models.losses import LossFn, make_loss
 from pipelines.windows import SeriesTable, balanced_stream
 
 
 @dataclass(frozen=True)
 class EpochLog:
-    """What one epoch did (losses are in the scaled space)."""
+    """What one epoch did (losses are in the scaled space).
+
+    ``epochs`` is the number planned, ``elapsed`` the seconds since training began,
+    ``budget_left`` the seconds left of ``train.max_seconds`` (None without a budget) and
+    ``stop`` why training stops after this epoch (empty when it goes on).
+    """
 
     epoch: int
     train_loss: float
@@ -30,6 +36,22 @@ class EpochLog:
     grad_norm: float
     learning_rate: float
     seconds: float
+    epochs: int = 0
+    elapsed: float = 0.0
+    budget_left: float | None = None
+    stop: str = ""
+
+
+def _report(log: EpochLog, verbose: bool) -> None:
+    """Hand the epoch to the listeners (:mod:`models.epoch_listeners`), else print it."""
+    if not verbose:
+        return
+    listeners = current_listeners()
+    for listener in listeners:
+        listener(log)
+    if not listeners:
+        print(f"epoch {log.epoch:3d}  train {log.train_loss:.4f}  val {log.val_loss:.4f}  "
+              f"grad_norm {log.grad_norm:.3f}  {log.seconds:.1f}s", flush=True)
 
 
 @dataclass
@@ -118,7 +140,9 @@ def fit(
     """Train ``model`` on balanced windows of ``data.table``; keep the best validation weights.
 
     Stops on ``cfg.epochs``, ``cfg.max_seconds`` (wall clock), ``cfg.patience`` epochs without
-    validation improvement, or a non-finite loss (``stop_reason == "diverged"``).
+    validation improvement, or a non-finite loss (``stop_reason == "diverged"``). ``on_epoch``
+    gets every epoch; with ``cfg.verbose`` each epoch also goes to the listeners of
+    :mod:`models.epoch_listeners` (the CLI's progress display), or is printed when none is set.
     """
     keras.utils.set_random_seed(cfg.seed)
     loss_fn, opt = make_loss(config, cfg.loss), _optimizer(cfg)
@@ -139,21 +163,21 @@ def fit(
             result.stop_reason = "diverged"
             break
         val = val_loss(data, cfg.batch_size)
-        lr = float(opt.learning_rate)
-        log = EpochLog(epoch, float(np.mean(losses)), val, float(np.mean(norms)), lr,
-                       time.monotonic() - e0)
-        result.epochs.append(log)
-        if on_epoch is not None:
-            on_epoch(log)
-        if cfg.verbose:
-            print(f"epoch {epoch:3d}  train {log.train_loss:.4f}  val {val:.4f}  "
-                  f"grad_norm {log.grad_norm:.3f}  {log.seconds:.1f}s", flush=True)
         if val < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale = val, epoch, 0
             best_weights = model.get_weights()
         else:
             stale += 1
-        reason = _stop_reason(cfg, t0, stale)
+        reason, now = _stop_reason(cfg, t0, stale), time.monotonic()
+        log = EpochLog(epoch, float(np.mean(losses)), val, float(np.mean(norms)),
+                       float(opt.learning_rate), now - e0, epochs=cfg.epochs, elapsed=now - t0,
+                       budget_left=None if cfg.max_seconds is None
+                       else max(cfg.max_seconds - (now - t0), 0.0),
+                       stop=reason or ("epochs" if epoch == cfg.epochs else ""))
+        result.epochs.append(log)
+        if on_epoch is not None:
+            on_epoch(log)
+        _report(log, cfg.verbose)
         if reason:
             result.stop_reason = reason
             break

@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
+from pipelines.grid import Aggregation
 from pipelines.schema import DS, UNIQUE_ID, Y
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "infer_freq",
 ]
 
-AGGREGATIONS: tuple[str, ...] = ("mean", "sum", "last", "first", "min", "max")
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 """Supported aggregations. All skip NaN; ``sum`` of only-NaN values is NaN (not 0)."""
 
 _MIN_POINTS_TO_INFER = 3

@@ -6,19 +6,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pipelines import sources
-from pipelines.bucketing import check_aggregation
 from pipelines.errors import DataSourceError, DataValidationError, Problem
+from pipelines.grid import GridRule
 from pipelines.origin import RowOrigin
 from pipelines.prepare import Regularized, regularize
 
 
-class DataConfig(BaseModel):
-    """Where observations come from and how they become regular series."""
+class DataConfig(GridRule):
+    """Where observations come from, and the grid rule that makes them regular series.
 
-    model_config = ConfigDict(extra="forbid")
+    The grid keys (``freq``, ``agg``, ``gap_policy``, ``max_gap``, ``timezone``) are those of
+    :class:`pipelines.grid.GridRule`; a model trained on this data keeps them.
+    """
 
     source: Literal["m4_hourly", "files", "sql"] = "m4_hourly"
     path: str | None = Field(None, description="File, folder or glob (source 'files').")
@@ -28,27 +30,6 @@ class DataConfig(BaseModel):
         default_factory=dict, description="Your column -> unique_id/ds/y."
     )
     n_series: int | None = Field(None, ge=1, description="Bundled M4: first n series only.")
-    freq: str | None = Field("h", description="Grid frequency; null infers it.")
-    agg: str = "mean"
-    gap_policy: Literal["ffill", "linear", "zero"] = "linear"
-    max_gap: int | None = Field(None, ge=1)
-
-    @field_validator("freq")
-    @classmethod
-    def _known_freq(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                pd.tseries.frequencies.to_offset(value)
-            except ValueError:
-                raise ValueError(f"unknown frequency {value!r} (e.g. 'h', '15min', 'D', "
-                                 "'W-MON', 'MS')") from None
-        return value
-
-    @field_validator("agg")
-    @classmethod
-    def _known_agg(cls, value: str) -> str:
-        check_aggregation(value)
-        return value
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
@@ -72,6 +53,11 @@ class LoadedData:
     frame: pd.DataFrame
     source: str
     prepared: Regularized
+
+    @property
+    def grid(self) -> GridRule:
+        """The grid rule the frame is on (with the inferred frequency when none was given)."""
+        return self.prepared.rule
 
 
 @dataclass(frozen=True)
@@ -119,8 +105,7 @@ def prepare(cfg: DataConfig, raw: RawData) -> LoadedData:
         DataSourceError: when the grid cannot be made (e.g. no frequency can be inferred).
     """
     try:
-        prepared = regularize(raw.frame, cfg.freq, agg=cfg.agg, gap_policy=cfg.gap_policy,
-                              max_gap=cfg.max_gap)
+        prepared = regularize(raw.frame, cfg)
     except DataValidationError as exc:
         raise raw.origin.locate(exc) from exc
     except ValueError as exc:  # bucketing: e.g. no frequency can be inferred from the data

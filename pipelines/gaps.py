@@ -15,11 +15,12 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from pipelines.grid import GapPolicy as FillPolicy
 from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
 
 __all__ = ["GapPolicy", "GapReport", "SeriesGaps", "fill_gaps"]
 
-GapPolicy = Literal["ffill", "linear", "zero", "keep"]
+GapPolicy = Literal[FillPolicy, "keep"]
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,19 @@ import pandas as pd
 
 from pipelines.bucketing import BucketReport, bucket
 from pipelines.gaps import GapReport, fill_gaps
-from pipelines.validation import ValidationReport, validate_long
+from pipelines.grid import GridRule
+from pipelines.validation import DuplicatePolicy, ValidationReport, validate_long
 
 
 @dataclass(frozen=True)
 class Regularized:
-    """A regular, gap-filled long frame and what each stage did."""
+    """A regular, gap-filled long frame, the grid rule it is on and what each stage did.
+
+    ``rule`` has the frequency the data was bucketed at (the inferred one when none was given).
+    """
 
     frame: pd.DataFrame
+    rule: GridRule
     validation: ValidationReport
     buckets: BucketReport
     gaps: GapReport
@@ -28,28 +33,22 @@ class Regularized:
 
 
 def regularize(
-    df: pd.DataFrame,
-    freq: str | None,
-    *,
-    agg: str = "mean",
-    gap_policy: str = "linear",
-    max_gap: int | None = None,
-    duplicates: str = "aggregate",
+    df: pd.DataFrame, rule: GridRule, *, duplicates: DuplicatePolicy = "aggregate"
 ) -> Regularized:
-    """Validate ``df`` (long format), bucket it at ``freq`` and fill gaps by ``gap_policy``.
+    """Validate ``df`` (long format), bucket it onto ``rule``'s grid and fill its gaps.
 
     Args:
         df: long frame ``(unique_id, ds, y)``.
-        freq: grid frequency (pandas alias), or None to infer it.
-        agg: bucket aggregation.
-        gap_policy: ``ffill``, ``linear``, ``zero`` or ``keep``.
-        max_gap: longest run of missing points to fill.
-        duplicates: ``reject`` or ``aggregate`` repeated (series, timestamp) pairs.
+        rule: the grid rule: frequency (None infers it), bucket aggregation, gap policy and
+            longest gap filled; timestamps are UTC.
+        duplicates: ``reject`` or ``aggregate`` repeated (series, timestamp) pairs (with the
+            rule's aggregation).
     """
-    valid, vreport = validate_long(df, duplicates=duplicates, agg=agg)  # type: ignore[arg-type]
-    bucketed, breport = bucket(valid, freq, agg=agg)
-    filled, greport = fill_gaps(bucketed, gap_policy, max_gap=max_gap)  # type: ignore[arg-type]
-    return Regularized(filled, vreport, breport, greport)
+    valid, vreport = validate_long(df, duplicates=duplicates, agg=rule.agg)
+    bucketed, breport = bucket(valid, rule.freq, agg=rule.agg)
+    filled, greport = fill_gaps(bucketed, rule.gap_policy, max_gap=rule.max_gap)
+    used = rule.rule().model_copy(update={"freq": breport.freq})
+    return Regularized(filled, used, vreport, breport, greport)
 
 
 __all__ = ["Regularized", "regularize"]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli_errors import reported, set_verbose
+from service.cli_errors import is_verbose, reported, set_verbose
 
 app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,14 +18,19 @@ app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, serv
 @app.callback()
 def _options(
     verbose: Annotated[bool, typer.Option(
-        "--verbose", help="Show the full traceback when a command fails."
+        "--verbose", help="Show the full traceback when a command fails, and TensorFlow's "
+        "start-up messages."
     )] = False,
 ) -> None:
     set_verbose(verbose)
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep TensorFlow's start-up chatter off the screen, unless ``nearcast --verbose``."""
+    if not is_verbose():
+        from service.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
 
 
 @app.command()
@@ -57,7 +62,9 @@ def train(
     one line naming the file and the key or line (exit code 2).
     """
     _quiet_tensorflow()
-    with reported():
+    from service.progress import training_progress
+
+    with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
         from models.jobconfig import JobConfig
         from pipelines.dataset import load_dataset
 
@@ -82,7 +89,7 @@ def train(
 
         try:
             result = train_and_register(frame, job.model, job.train, settings, data.source,
-                                        register=register, gap_policy=job.data.gap_policy,
+                                        register=register, grid=data.grid,
                                         ensemble=job.ensemble,
                                         tags={"nearcast.series_skipped": str(len(skipped))})
         except (TrainingDivergedError, LoadCheckError) as exc:
@@ -158,24 +165,33 @@ def _settings_problem(exc: Exception) -> str:
     return "; ".join(parts)
 
 
+_NAME_HELP = "Registered model name; wins over --config. Default: NEARCAST_MODEL_NAME."
+_CONFIG_HELP = "Job YAML: act on its model_name (unless --name is given)."
+
+
 @app.command()
 def promote(
     version: Annotated[int, typer.Option(help="Model version to make champion.")],
     reason: Annotated[str, typer.Option(help="Why (recorded in a version tag).")] = "manual",
-    name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    name: Annotated[str | None, typer.Option(help=_NAME_HELP)] = None,
+    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=_CONFIG_HELP)
+                      ] = None,
 ) -> None:
     """Point 'champion' at a version once it loads in a fresh process (previous one recorded).
 
-    Exit code 0 when moved or already champion, 1 when refused (champion unchanged).
+    Exit code 0 when moved or already champion, 1 when refused (champion unchanged), 2 when the
+    job file has a mistake.
     """
     _quiet_tensorflow()
-    from models.settings import get_mlflow_settings
-    from service.alias_moves import describe, promote_version
+    with reported():  # a job file mistake: one line, exit 2
+        from models.settings import get_mlflow_settings
+        from service.alias_moves import describe, promote_version
+        from service.job_target import model_name, read_job
 
-    settings = get_mlflow_settings()
+        settings = get_mlflow_settings()
+        target = model_name(name, read_job(config), settings)
     try:
-        move = promote_version(settings, name or settings.model_name, version, reason,
-                               typer.echo)
+        move = promote_version(settings, target, version, reason, typer.echo)
     except (ValueError, RuntimeError) as exc:  # no such version, load check, moved, busy
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -184,15 +200,21 @@ def promote(
 
 @app.command()
 def rollback(
-    name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    name: Annotated[str | None, typer.Option(help=_NAME_HELP)] = None,
+    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=_CONFIG_HELP)
+                      ] = None,
 ) -> None:
     """Move 'champion' back to the previous champion (under the model's alias lock)."""
-    from models.settings import get_mlflow_settings
-    from service.alias_moves import describe, rollback_champion
+    _quiet_tensorflow()
+    with reported():  # a job file mistake: one line, exit 2
+        from models.settings import get_mlflow_settings
+        from service.alias_moves import describe, rollback_champion
+        from service.job_target import model_name, read_job
 
-    settings = get_mlflow_settings()
+        settings = get_mlflow_settings()
+        target = model_name(name, read_job(config), settings)
     try:
-        move = rollback_champion(settings, name or settings.model_name, typer.echo)
+        move = rollback_champion(settings, target, typer.echo)
     except (ValueError, RuntimeError) as exc:  # no champion, no previous one, lock busy
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -223,8 +245,11 @@ def retrain(
     log = logging.getLogger("nearcast.retrain")
     # SIGTERM (scheduler shutdown, Kubernetes) unwinds: the run is marked KILLED, lock released.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    from service.progress import training_progress
+
     try:
-        outcome = run_retrain(config, echo=typer.echo)
+        with training_progress():
+            outcome = run_retrain(config, echo=typer.echo)
     except LockBusyError as exc:
         log.warning("already running: %s", exc, extra={"event": "busy", "config": str(config)})
         typer.echo(f"already running: {exc}", err=True)
@@ -267,11 +292,17 @@ def scheduler(
 
 @app.command()
 def evaluate(
-    data: Annotated[str, typer.Option(
-        help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob."
-    )],
+    data: Annotated[str | None, typer.Option(
+        help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob "
+        "(read with --config's data.columns); default: --config's data section."
+    )] = None,
     model: Annotated[str | None, typer.Option(
-        help="Model URI; default models:/<NEARCAST_MODEL_NAME>@champion."
+        help="Model URI; wins over --config. Default models:/<--config's model_name, else "
+        "NEARCAST_MODEL_NAME>@champion."
+    )] = None,
+    config: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Job YAML: evaluate its model (model_name) on its data "
+        "(or on --data read with its column map)."
     )] = None,
     folds: Annotated[int, typer.Option(min=1, help="Rolling-origin folds.")] = 3,
     step: Annotated[int | None, typer.Option(
@@ -288,17 +319,21 @@ def evaluate(
     """Backtest a stored model on rolling-origin folds, next to the naive baselines.
 
     A series too short for the folds is left out and named (``--strict`` fails instead); the
-    summary counts the series scored and skipped.
+    summary counts the series scored and skipped. With ``--config job.yaml`` the job's model
+    (``model_name``) is scored on the job's data, or on a ``--data`` file read with the job's
+    column map; an explicit ``--model`` wins.
     """
     _quiet_tensorflow()
     with reported():
-        from models.evaluate_job import evaluate_model, read_evaluation_data
+        from models.evaluate_job import evaluate_model
+        from service.job_target import evaluation_data, model_uri, read_job
 
-        read = read_evaluation_data(data)  # data mistakes are refused before MLflow loads
+        job = read_job(config)
+        read = evaluation_data(data, job, config)  # refused before MLflow loads
         from models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
-        uri = model or f"models:/{settings.model_name}@champion"
+        uri = model_uri(model, job, settings)
         result = evaluate_model(uri, read, settings, folds, step, horizon, log, strict)
     version = f" (v{result.version.version})" if result.version else ""
     typer.echo(f"{uri}{version} on {result.source}")

@@ -17,7 +17,7 @@ import typer
 
 from pipelines.errors import InputError, first_line
 
-__all__ = ["EXIT_INPUT", "EXIT_FAILED", "reported", "set_verbose"]
+__all__ = ["EXIT_INPUT", "EXIT_FAILED", "is_verbose", "reported", "set_verbose"]
 
 EXIT_INPUT = 2
 """Exit code of a user's mistake (as for a command-line usage error)."""
@@ -32,6 +32,11 @@ def set_verbose(verbose: bool) -> None:
     _state["verbose"] = verbose
 
 
+def is_verbose() -> bool:
+    """Whether ``nearcast --verbose`` was given."""
+    return _state["verbose"]
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     """Turn an exception raised by the block into one line on stderr and an exit code.
@@ -41,8 +46,9 @@ def reported() -> Iterator[None]:
     """
     try:
         yield
-    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-        raise  # typer's own exits and usage errors
+    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort,
+            typer.Exit, typer.Abort, typer.TyperException):
+        raise  # typer's own exits and usage errors (typer vendors its own click)
     except InputError as exc:
         if _state["verbose"]:
             raise

@@ -2,8 +2,9 @@
 
 Fast path (no pandas): a regular series (``start``) without nulls at a fixed-length frequency
 is converted with numpy only. Everything else (irregular ``timestamps``, nulls, calendar
-frequencies) goes through the model's own pipeline rule, :func:`pipelines.prepare.regularize`
-(validate -> bucket with the model's aggregation -> fill gaps with the model's policy).
+frequencies) goes through the model's own grid rule (:class:`pipelines.grid.GridRule`, read from
+its metadata) by :func:`pipelines.prepare.regularize`: validate -> bucket with the model's
+aggregation -> fill gaps with the model's policy and longest gap.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
 from models.forecaster import Forecaster
+from pipelines.grid import GridRule
 from pipelines.schema import DS, UNIQUE_ID, Y
 from service.schemas import SeriesIn
 from service.timestamps import TIME_END, TIME_RANGE
@@ -151,10 +153,7 @@ def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
     out = done.frame
     missing = np.flatnonzero(out[Y].isna().to_numpy())
     if missing.size:
-        where = "the start" if missing[0] == 0 else "the end"
-        raise ValueError(f"missing values at {where} of the history cannot be filled by the "
-                         f"model's gap rule ({meta.gap_policy!r}); begin and end the history "
-                         "with a value")
+        raise ValueError(_unfilled(out, missing, meta.grid))
     last = pd.Timestamp(out[DS].iloc[-1])
     last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
     return PreparedSeries(
@@ -162,6 +161,17 @@ def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
         aggregated=done.buckets.totals.rows_aggregated, filled=done.buckets.totals.empty_buckets,
         imputed=done.gaps.totals.filled,
     )
+
+
+def _unfilled(frame: pd.DataFrame, missing: np.ndarray, grid: GridRule) -> str:
+    """Why the grid points at positions ``missing`` of ``frame`` are still empty."""
+    if missing[0] == 0 or missing[-1] == len(frame) - 1:
+        where = "the start" if missing[0] == 0 else "the end"
+        return (f"missing values at {where} of the history cannot be filled by the model's gap "
+                f"rule ({grid.gap_policy!r}); begin and end the history with a value")
+    first = pd.Timestamp(frame[DS].iloc[int(missing[0])]).isoformat()
+    return (f"the gap from {first} is longer than the model's max_gap ({grid.max_gap} grid "
+            "points) and cannot be filled; send the missing values")
 
 
 def _finite32(values: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from models.forecaster import Forecaster
     from models.jobconfig import JobConfig
+    from pipelines.grid import GridRule
 
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
 """Exit codes of ``nearcast retrain``: promoted and kept are both 0 (the output says which)."""
@@ -168,11 +169,11 @@ def _challenge(
     name = settings.model_name
     echo(f"reading {job.data.describe()}")
     data = load_dataset(job.data)
-    champion = _load_champion(name, before, job, echo)
+    champion = _load_champion(name, before, job, data.grid, echo)
     weights = _warm_start(job, champion, client, run_id, echo)
     echo("training the challenger")
     trained = train_and_register(data.frame, job.model, job.train, settings, data.source,
-                                 gap_policy=job.data.gap_policy, init_weights=weights,
+                                 grid=data.grid, init_weights=weights,
                                  tags={"mlflow.parentRunId": run_id}, ensemble=job.ensemble)
     if trained.version is None:  # register=True always registers; keep mypy and readers sure
         raise RetrainError("the challenger was not registered")
@@ -234,20 +235,21 @@ def _promote(
 
 
 def _load_champion(
-    name: str, before: registry.VersionRef | None, job: JobConfig, echo: Echo
+    name: str, before: registry.VersionRef | None, job: JobConfig, grid: GridRule, echo: Echo
 ) -> Forecaster | None:
-    """The champion's forecaster; ValueError when it cannot be compared with the job's model."""
+    """The champion's forecaster; ValueError unless its season and grid rule are the job's."""
     if before is None:
         return None
     from models.artifact import load_forecaster
 
     champion = load_forecaster(f"models:/{name}/{before.version}")
-    ours, theirs = job.model, champion.config
-    if (ours.freq, ours.season) != (theirs.freq, theirs.season):
-        raise ValueError(
-            f"champion v{before.version} has freq {theirs.freq!r} and season {theirs.season}, "
-            f"the job's model {ours.freq!r} and {ours.season}: their scores are not comparable; "
-            "promote by hand with `nearcast promote`")
+    clashes = grid.differences(champion.meta.grid)
+    if job.model.season != champion.config.season:
+        clashes["season"] = (job.model.season, champion.config.season)
+    if clashes:
+        differ = ", ".join(f"{k} {ours!r} (champion {its!r})" for k, (ours, its) in clashes.items())
+        raise ValueError(f"the job differs from champion v{before.version} in {differ}: their "
+                         "scores are not comparable; promote by hand with `nearcast promote`")
     echo(f"loaded champion v{before.version}")
     return champion
 

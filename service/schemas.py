@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from pipelines.grid import Aggregation, GapPolicy, TimeZone
 from service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
 from service.timestamps import TIME_END, TIME_MIN, TIME_RANGE, TIMESTAMP_PATTERN, Timestamp, to_utc
 
@@ -73,9 +74,10 @@ class SeriesIn(BaseModel):
     values: list[Value | None] = Field(
         ..., min_length=1, max_length=MAX_POINTS_CAP, fail_fast=True, examples=[_EXAMPLE_VALUES],
         description="History, oldest first; finite JSON numbers within the float32 range, null "
-        "marks a missing value (filled by the model's gap rule; the first and last values must "
-        "be numbers). Histories longer than the model's window are cut to its newest points; "
-        "shorter ones are padded and masked down to the model's min_history (GET /v1/models).",
+        "marks a missing value (filled by the model's gap rule, up to its max_gap: GET "
+        "/v1/models; the first and last values must be numbers). Histories longer than the "
+        "model's window are cut to its newest points; shorter ones are padded and masked down "
+        "to the model's min_history (GET /v1/models).",
     )
     timestamps: list[Timestamp] | None = Field(
         None, min_length=1, max_length=MAX_POINTS_CAP, fail_fast=True,
@@ -223,8 +225,15 @@ class ModelInfo(BaseModel):
     cell: str | None = Field(None, description="Recurrent cell.", examples=["lstm"])
     scaling: str | None = Field(None, description="Per-window scaling rule.",
                                 examples=["log_level"])
-    gap_policy: str | None = Field(None, description="How missing grid values are filled.",
-                                   examples=["linear"])
+    agg: Aggregation | None = Field(None, description="How the points falling into one grid "
+                                    "bucket are combined (the model's grid rule).",
+                                    examples=["mean"])
+    gap_policy: GapPolicy | None = Field(None, description="How missing grid values are "
+                                         "filled.", examples=["linear"])
+    max_gap: int | None = Field(None, description="Longest run of missing grid values filled; "
+                                "null: any.", examples=[None])
+    timezone: TimeZone | None = Field(None, description="Time zone of the grid; naive "
+                                      "timestamps are read in it.", examples=["UTC"])
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout scores.",
                                       examples=[{"smape": 13.6, "mase": 1.25, "owa": 0.61}])
     last_check: datetime | None = Field(None, description="Last registry poll.",

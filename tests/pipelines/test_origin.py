@@ -82,7 +82,7 @@ def test_sql_sources_name_database_and_table_without_the_password(tmp_path: Path
 def test_data_config_names_the_key() -> None:
     with pytest.raises(ValueError, match=r"unknown frequency 'hourly'"):
         DataConfig(freq="hourly")
-    with pytest.raises(ValueError, match=r"unknown aggregation 'median'"):
+    with pytest.raises(ValueError, match=r"agg\n  Input should be 'mean', 'sum', 'last'"):
         DataConfig(agg="median")
     with pytest.raises(ValueError, match=r"'path' is required when source is 'files'"):
         DataConfig(source="files")

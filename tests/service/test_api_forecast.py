@@ -92,8 +92,7 @@ def test_irregular_timestamps_are_bucketed_with_the_model_rule(
                                   "values_imputed": 5}
     assert pd.Timestamp(s["timestamps"][0]) == tail["ds"].iloc[-1] + HOUR
     fc = champion.job.forecaster
-    regular = regularize(irregular.assign(unique_id="H3"), "h", agg=fc.meta.bucket_agg,
-                         gap_policy=fc.meta.gap_policy).frame
+    regular = regularize(irregular.assign(unique_id="H3"), fc.meta.grid).frame
     assert len(regular) == 96
     expected = fc.forecast([regular["y"].to_numpy(np.float32)]).values[0, :, 0]
     np.testing.assert_allclose(s["forecast"], expected, rtol=1e-5)
@@ -135,7 +134,7 @@ def test_nulls_are_filled_by_the_gap_rule(
     y = np.array([np.nan if v is None else v for v in values])
     idx = np.arange(len(y))
     filled = np.interp(idx, idx[~np.isnan(y)], y[~np.isnan(y)])  # the model's rule: linear
-    assert champion.job.forecaster.meta.gap_policy == "linear"
+    assert champion.job.forecaster.meta.grid.gap_policy == "linear"
     expected = champion.job.forecaster.forecast([filled.astype(np.float32)]).values[0, :, 0]
     np.testing.assert_allclose(s["forecast"], expected, rtol=1e-5)
 
