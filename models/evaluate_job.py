@@ -118,9 +118,16 @@ def evaluate_model(
         if version is not None:
             tags |= {"nearcast.model_name": version.name,
                      "nearcast.model_version": str(version.version)}
-        with mlflow.start_run(experiment_id=settings.ensure_experiment(client), tags=tags) as run:
+        what = f"{version.name} v{version.version}" if version else model_uri
+        name = f"backtest {what} {tracking.data_label(loaded.source)}"
+        with mlflow.start_run(experiment_id=settings.ensure_experiment(client), tags=tags,
+                              run_name=name) as run:
             tracking.log_backtest(result, forecaster.config, model_uri, loaded.frame,
                                   loaded.source)
+            mlflow.set_tag(tracking.NOTE, f"**{name}** (`{model_uri}` on `{loaded.source}`): "
+                           f"{len(result.folds)} folds, step {result.step}, horizon "
+                           f"{result.horizon}.\n\n### Scores over all folds\n\n"
+                           f"{tracking.score_table(result.aggregate)}")
             mlflow.log_metrics({"series_scored": result.n_scored,
                                 "series_skipped": len(result.skipped)})
             if result.skipped:

@@ -115,6 +115,8 @@ def train_and_register(
     init_weights: list[np.ndarray] | None = None,
     tags: dict[str, str] | None = None,
     ensemble: EnsembleConfig | None = None,
+    run_name: str | None = None,
+    data_report: pd.DataFrame | None = None,
 ) -> JobResult:
     """Train on a regular long frame, record the run and register the model.
 
@@ -124,6 +126,9 @@ def train_and_register(
     random initial weights; ``tags`` are added to the run's tags. ``grid`` is the rule ``df``
     is on (:attr:`pipelines.dataset.LoadedData.grid`; default: the model's frequency with the
     default aggregation and gap policy): the model keeps it, and its frequency is the model's.
+    ``run_name`` defaults to ``train <architecture> <data>``; ``data_report`` (one row per
+    series, :meth:`pipelines.prepare.Regularized.series_report`) is logged as the table
+    ``data/series_report.json``. The run's and the version's descriptions carry the scores.
 
     Raises:
         ValueError: ``model_cfg`` names another frequency than ``grid`` (before any run).
@@ -139,7 +144,12 @@ def train_and_register(
     experiment_id = settings.ensure_experiment(client)
     full = SeriesTable.from_long(df)
     run_tags = tracking.run_tags(source) | (tags or {})
-    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+    members = len(ensemble.member_configs(model_cfg, train_cfg)) if ensemble else 0
+    run_name = run_name or (f"train {tracking.model_label(model_cfg, members)} "
+                            f"{tracking.data_label(source)}")
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags, run_name=run_name) as run:
+        if data_report is not None:
+            tracking.log_series_report(data_report)
         tracking.log_config(model_cfg, train_cfg, {"source": source, "series": len(full.ids),
                                                    "points": len(full.values)}
                             | grid.model_dump())
@@ -165,14 +175,32 @@ def train_and_register(
         mlflow.log_metric("train_seconds", sum(r.seconds for r in results))
         histories = [full.series(i)[: -config.horizon] for i in range(len(full.ids))]
         tracking.log_evaluation(evaluation, results[0].epochs, histories)
+        scores = tracking.score_table(evaluation.scores)
+        note = _run_note(run_name, source, full, grid, scores)
+        if data_report is not None:
+            note += "\n\nPer-series data report: artifact `data/series_report.json`."
+        mlflow.set_tag(tracking.NOTE, note)
         info = log_forecaster(forecaster)
         version = None
         if register:  # alias challenger only once the version loads back (a fresh process)
-            version = registry.register(client, settings.model_name, info.model_uri,
-                                        run.info.run_id, {"data_digest": digest},
-                                        verify=load_check.verifier(settings, client, forecaster))
+            trained_by = tracking.run_link(experiment_id, run.info.run_id)
+            version = registry.register(
+                client, settings.model_name, info.model_uri, run.info.run_id,
+                {"data_digest": digest},
+                verify=load_check.verifier(settings, client, forecaster),
+                description=f"### Holdout scores (last {config.horizon} steps)\n\n{scores}\n\n"
+                f"### Aliases\n\n- **challenger**: trained by run {trained_by} "
+                f"({run_name})")
         return JobResult(run.info.run_id, info.model_uri, version, evaluation, results[0],
                          forecaster, results)
+
+
+def _run_note(run_name: str, source: str, full: SeriesTable, grid: GridRule, scores: str) -> str:
+    """The run's markdown description: the score table first, then what was trained on what."""
+    rule = ", ".join(f"{k} `{v}`" for k, v in grid.model_dump().items())
+    return (f"Holdout scores against the baselines (**{run_name}**):\n\n{scores}\n\n"
+            f"Data: `{source}`, {len(full.ids)} series, {len(full.values)} points on the grid "
+            f"({rule}).")
 
 
 __all__ = ["JobResult", "split_for_training", "train_and_register"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import cast
 
 from mlflow import MlflowClient
@@ -49,8 +50,11 @@ def _ref(mv: object) -> VersionRef:
 
 def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
              tags: dict[str, str] | None = None,
-             verify: Callable[[VersionRef], object] | None = None) -> VersionRef:
+             verify: Callable[[VersionRef], object] | None = None,
+             description: str | None = None) -> VersionRef:
     """Register ``model_uri`` as a new version of ``name`` and give it alias ``challenger``.
+
+    ``description`` (markdown: its scores and how it became challenger) is the version's.
 
     ``verify`` (e.g. :func:`models.load_check.verifier`) runs between the two: when it raises,
     the version stays registered without an alias and every alias stays where it was.
@@ -66,6 +70,8 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
     if verify is not None:
         verify(ref)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    if description:
+        client.update_model_version(name, mv.version, description=description)
     return ref
 
 
@@ -138,7 +144,20 @@ def move_champion(
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
     client.set_registered_model_alias(name, CHAMPION, str(version))
+    note_alias(client, name, version, f"- **champion** since {_now()}: moved by "
+                f"{tags['nearcast.promoted_by']} from {version_label(now)} — {reason}")
     return AliasMove(target, previous, moved=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def note_alias(client: MlflowClient, name: str, version: int, line: str) -> None:
+    """Append ``line`` to the version's description (its alias history, newest last)."""
+    old = client.get_model_version(name, str(version)).description or ""
+    head = old if "### Aliases" in old else (old + "\n\n### Aliases\n").lstrip()
+    client.update_model_version(name, str(version), description=f"{head.rstrip()}\n{line}")
 
 
 def promote(client: MlflowClient, name: str, version: int, reason: str,
@@ -205,6 +224,6 @@ def rollback(client: MlflowClient, name: str, who: str | None = None) -> Version
 
 __all__ = [
     "ANY", "CHALLENGER", "CHAMPION", "AliasMove", "AliasMovedError", "VersionRef",
-    "existing_version", "move_champion", "promote", "register", "rollback", "rollback_target",
-    "version_for_alias", "version_label",
+    "existing_version", "move_champion", "note_alias", "promote", "register", "rollback",
+    "rollback_target", "version_for_alias", "version_label",
 ]

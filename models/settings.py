@@ -91,11 +91,36 @@ class MlflowSettings(BaseSettings):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def ensure_experiment(self, client: MlflowClient) -> str:
-        """Id of the configured experiment, created with the artifact root if missing."""
+        """Id of the configured experiment, created with the artifact root if missing.
+
+        The experiment gets a description (the ``mlflow.note.content`` tag the UI shows) unless
+        it has one already.
+        """
         found = client.get_experiment_by_name(self.experiment)
-        if found is not None:
+        if found is None:
+            experiment_id = str(client.create_experiment(self.experiment,
+                                                         self.resolved_artifact_root()))
+        elif "mlflow.note.content" in (found.tags or {}):
             return str(found.experiment_id)
-        return str(client.create_experiment(self.experiment, self.resolved_artifact_root()))
+        else:
+            experiment_id = str(found.experiment_id)
+        client.set_experiment_tag(experiment_id, "mlflow.note.content", EXPERIMENT_NOTE.format(
+            model=self.model_name))
+        return experiment_id
+
+
+EXPERIMENT_NOTE = """nearcast forecasters: every run of `nearcast` lands here.
+
+- **train …** runs (`nearcast train`): one model trained on a job's data; the description \
+holds its holdout scores against the seasonal-naive baselines, the params `data.*` hold the grid \
+rule and the artifact `data/series_report.json` what was done to each series.
+- **retrain …** runs (`nearcast retrain`): the scheduled challenge; a child `train` run trains \
+the challenger and the gate's decision is in the tags `nearcast.decision*`.
+- **backtest …** runs (`nearcast evaluate --log`): rolling-origin scores of a registered \
+version, per fold.
+
+Registered model `{model}`: aliases `champion` (served) and `challenger` (newest trained); each \
+version's description says how it got them."""
 
 
 @lru_cache

@@ -113,6 +113,43 @@ def log_backtest(bt: Backtest, model: ModelConfig, model_uri: str, df: pd.DataFr
                             "plots")
 
 
+def log_series_report(table: pd.DataFrame) -> None:
+    """The per-series data report (one row per series) as the table ``data/series_report.json``."""
+    mlflow.log_table(table, "data/series_report.json")
+
+
+NOTE = "mlflow.note.content"
+"""The tag MLflow's UI shows (and edits) as a run's, experiment's or version's description."""
+
+
+def score_table(scores: dict[str, dict[str, float]]) -> str:
+    """Markdown table of sMAPE / MASE / OWA per method (the model first, then the baselines)."""
+    lines = ["| method | sMAPE | MASE | OWA |", "|---|---:|---:|---:|"]
+    lines += [f"| {m} | {s['smape']:.2f} | {s['mase']:.3f} | {s['owa']:.3f} |"
+              for m, s in scores.items()]
+    return "\n".join(lines)
+
+
+def model_label(config: ModelConfig, members: int = 0) -> str:
+    """Short architecture label for run names: ``lstm-2x128``, ``gru-1x64-bi``, ``3 x lstm-…``."""
+    label = f"{config.cell}-{config.layers}x{config.units}" + ("-bi" if config.bidirectional
+                                                               else "")
+    return f"{members} x {label}" if members else label
+
+
+def data_label(source: str) -> str:
+    """Short data label for run names: ``m4_hourly``, ``sales.csv``, a table name."""
+    kind, _, rest = source.partition(":")
+    if kind == "bundled":
+        return rest.split(" ", 1)[0].removesuffix("_train")
+    return (rest or source).strip().rsplit("/", 1)[-1].split(" ")[-1] or source
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """Markdown link to a run, relative to the MLflow UI (works in descriptions there)."""
+    return f"[{run_id[:8]}](#/experiments/{experiment_id}/runs/{run_id})"
+
+
 def run_tags(source: str, kind: str = "training") -> dict[str, str]:
     """Tags every run carries (``kind``: ``training`` or ``backtest``)."""
     tags = {"nearcast.version": nearcast_version(), "nearcast.data_source": source,
@@ -123,5 +160,6 @@ def run_tags(source: str, kind: str = "training") -> dict[str, str]:
     return tags
 
 
-__all__ = ["git_commit", "log_backtest", "log_config", "log_dataset", "log_epoch",
-           "log_evaluation", "nearcast_version", "run_tags"]
+__all__ = ["NOTE", "data_label", "git_commit", "log_backtest", "log_config", "log_dataset",
+           "log_epoch", "log_evaluation", "log_series_report", "model_label", "nearcast_version",
+           "run_link", "run_tags", "score_table"]

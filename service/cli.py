@@ -40,7 +40,9 @@ def quickstart(
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
     _quiet_tensorflow()
-    with reported():
+    from service.progress import training_progress
+
+    with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
         from models.settings import get_mlflow_settings
         from service.quickstart import run_quickstart
         from service.settings import get_api_settings
@@ -76,8 +78,8 @@ def train(
                        f"{job.min_series_length()}")
         if len(skipped) > 10:
             typer.echo(f"skipped ... and {len(skipped) - 10} more series")
-        n_used = frame["unique_id"].nunique()
-        typer.echo(f"series: {n_used} used, {len(skipped)} skipped as too short")
+        for line in data.prepared.summary_lines(skipped):
+            typer.echo(line)
         from models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
@@ -91,7 +93,8 @@ def train(
             result = train_and_register(frame, job.model, job.train, settings, data.source,
                                         register=register, grid=data.grid,
                                         ensemble=job.ensemble,
-                                        tags={"nearcast.series_skipped": str(len(skipped))})
+                                        tags={"nearcast.series_skipped": str(len(skipped))},
+                                        data_report=data.prepared.series_report(skipped))
         except (TrainingDivergedError, LoadCheckError) as exc:
             # Diverged: the run is FAILED, nothing registered. Load check failed: the version
             # is registered without any alias and tagged with the reason.

@@ -1,10 +1,10 @@
 """Training progress on the terminal: epoch, train/validation loss, time left in the budget.
 
-``nearcast train`` and ``nearcast retrain`` run the job inside :func:`training_progress`, which
-listens to every epoch (:func:`models.epoch_listeners.epoch_listener`; TensorFlow is not
-loaded by entering it). On a terminal one live line is
-redrawn in place; otherwise (a log file, a pipe, a scheduler) each epoch is one plain line with
-no carriage return. Losses are in the scaled space the model trains in.
+``nearcast train``, ``retrain`` and ``quickstart`` run the job inside
+:func:`training_progress`, which listens to every epoch
+(:func:`models.epoch_listeners.epoch_listener`; TensorFlow is not loaded by entering it). On a
+terminal one live line is redrawn in place; otherwise (a log file, a pipe, a scheduler) each
+epoch is one plain line with no carriage return. Losses are in the scaled space the model trains in.
 """
 
 from __future__ import annotations

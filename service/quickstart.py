@@ -36,8 +36,10 @@ def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult,
     n = data.frame[UNIQUE_ID].nunique()
     _say(f"{n} series, {len(data.frame)} points; training an LSTM forecaster "
          f"(horizon 48, input 7 days; budget {train_cfg.max_seconds:.0f}s)")
+    for line in data.prepared.summary_lines():
+        _say(line)
     result = train_and_register(data.frame, QUICKSTART_MODEL, train_cfg, settings, data.source,
-                                grid=data.grid)
+                                grid=data.grid, data_report=data.prepared.series_report())
     _say(f"run {result.run_id}: {len(result.training.epochs)} epochs in "
          f"{result.training.seconds:.0f}s ({result.training.stop_reason})")
     for method, s in result.evaluation.scores.items():

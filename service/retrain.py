@@ -169,12 +169,14 @@ def _challenge(
     name = settings.model_name
     echo(f"reading {job.data.describe()}")
     data = load_dataset(job.data)
+    echo("\n".join(data.prepared.summary_lines()))
     champion = _load_champion(name, before, job, data.grid, echo)
     weights = _warm_start(job, champion, client, run_id, echo)
     echo("training the challenger")
     trained = train_and_register(data.frame, job.model, job.train, settings, data.source,
                                  grid=data.grid, init_weights=weights,
-                                 tags={"mlflow.parentRunId": run_id}, ensemble=job.ensemble)
+                                 tags={"mlflow.parentRunId": run_id}, ensemble=job.ensemble,
+                                 data_report=data.prepared.series_report())
     if trained.version is None:  # register=True always registers; keep mypy and readers sure
         raise RetrainError("the challenger was not registered")
     challenger = trained.version

@@ -45,12 +45,21 @@ def log_scores(
     client: MlflowClient, run_id: str, scores: dict[str, dict[str, float]], decision: Decision,
     horizon: int,
 ) -> None:
-    """Every score (``<who>_<metric>``), the bar and the improvement, on the retrain run."""
+    """Every score (``<who>_<metric>``), the bar and the improvement, on the retrain run.
+
+    The run's description (``mlflow.note.content``) gets the score table and the gate's verdict.
+    """
+    from models.tracking import NOTE, score_table
+
     now = int(time.time() * 1000)
     values = {f"{who}_{k}": v for who, s in scores.items() for k, v in s.items()}
     values |= {"threshold": decision.threshold, "improvement": decision.improvement,
                "scored_points": float(horizon)}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
+    verdict = "promote the challenger" if decision.promote else "keep the champion"
+    note = (f"### Scores on the same last {horizon} points of every series\n\n"
+            f"{score_table(scores)}\n\n**Gate**: {verdict} — {decision.reason}")
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
+                     tags=[RunTag(NOTE, note)])
 
 
 def record_decision(
@@ -75,6 +84,12 @@ def record_decision(
                            f"{TAG_PREFIX}champion_before": version_label(before)}
     for key, value in version_tags.items():
         client.set_model_version_tag(challenger.name, str(challenger.version), key, value)
+    if not promoted:  # a promotion writes its own line (models.registry.move_champion)
+        from models.registry import note_alias
+
+        why = f"superseded: {superseded}" if superseded else decision.reason
+        note_alias(client, challenger.name, challenger.version,
+                   f"- stays **challenger**: the retrain gate kept it out — {why}")
     if before is not None and not decision.promote:  # kept (not superseded: it lost nothing)
         client.set_model_version_tag(before.name, str(before.version),
                                      f"{TAG_PREFIX}last_challenge",

@@ -8,10 +8,9 @@ from hypothesis import strategies as st
 
 from pipelines.bucketing import bucket
 from pipelines.gaps import fill_gaps
-from pipelines.length_buckets import draw_lengths, gather_bucket
 from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
 from pipelines.validation import validate_long
-from pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index, window_runs
+from pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index
 
 START = pd.Timestamp("2024-03-30 20:00", tz="UTC")
 PROPERTY_SETTINGS = settings(
@@ -140,9 +139,9 @@ def check_rows(
 
 
 @PROPERTY_SETTINGS
-@given(irregular_series(), window_specs(), st.integers(min_value=0, max_value=2**16))
+@given(irregular_series(), window_specs())
 def test_bucket_fill_and_windows_keep_inputs_finite_and_series_apart(
-    df: pd.DataFrame, spec: WindowSpec, seed: int
+    df: pd.DataFrame, spec: WindowSpec
 ) -> None:
     grid, _ = bucket(df, "h")
     filled, _ = fill_gaps(grid, "linear")
@@ -160,9 +159,3 @@ def test_bucket_fill_and_windows_keep_inputs_finite_and_series_apart(
     values = table.values
     have = np.minimum(index[:, 0] - index[:, 1], spec.input_size)
     check_rows(gather_windows(values, index, spec), index, have, table, own)
-    # length buckets: random real lengths, padded to the full window, same guarantees
-    rng = np.random.default_rng(seed)
-    rows = window_runs(table, spec).balanced(16, rng)
-    lengths = draw_lengths(rows, spec, rng)
-    batch = gather_bucket(values, rows, lengths, spec.input_size, spec)
-    check_rows(batch, rows, lengths, table, own)

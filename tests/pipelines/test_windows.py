@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.length_buckets import length_bucket_dataset
 from pipelines.padding import fit_histories
 from pipelines.schema import DS, UNIQUE_ID, Y
 from pipelines.windows import (
@@ -317,8 +316,6 @@ def test_datasets_free_their_series_once_dropped() -> None:
         "balanced_stream": lambda t: balanced_stream(t, spec, 4, 2, seed=0),
         "window_dataset": lambda t: window_dataset(t, spec, 4),
         "make_dataset": lambda t: make_dataset(t, window_index(t, spec)[0], spec, 4),
-        "bucket_dataset": lambda t: length_bucket_dataset(t, spec, 4, 8, seed=0,
-                                                          boundaries=(2, 4)),
     }
     for name, make in makers.items():
         table = coded_table([30, 12])

@@ -9,6 +9,7 @@ and are skipped, saying so, when it does not answer.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -235,10 +236,17 @@ def test_train_leaves_out_a_series_too_short_to_train_on(
         mlflow.set_registry_uri(uri)
     assert out.exit_code == 0, out.output
     assert "skipped series S1: 60 points, training needs at least 96" in out.output
-    assert "series: 8 used, 1 skipped as too short" in out.output
+    assert "data: 9 series in, 8 used, 1 skipped as too short" in out.output
+    assert "data: 0 duplicate timestamps merged, 0 rows aggregated into buckets" in out.output
     run_id = re.search(r"run (\w+); model", out.output)
     assert run_id, out.output
     client = MlflowClient(f"sqlite:///{(tmp_path / 'home' / 'mlflow.db').resolve()}")
     run = client.get_run(run_id[1])
     assert run.data.params["data.series"] == "8"  # trained without S1
     assert run.data.tags["nearcast.series_skipped"] == "1"
+    assert run.info.run_name == "train lstm-1x4 mixed.csv"
+    report = json.loads(Path(client.download_artifacts(
+        run_id[1], "data/series_report.json", str(tmp_path))).read_text())
+    table = pd.DataFrame(report["data"], columns=report["columns"]).set_index("unique_id")
+    assert len(table) == 9 and table["skipped_too_short"].tolist().count(True) == 1
+    assert bool(table.loc["S1", "skipped_too_short"]) and table.loc["S1", "points_in"] == 60
