@@ -24,10 +24,11 @@ from service.logs import install_request_context
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routes import router
-from service.schemas import TIME_RANGE, request_model
+from service.schemas import request_model
 from service.settings import ApiSettings, get_api_settings
 from service.state import AppState
 from service.store import ModelStore
+from service.timestamps import TIME_RANGE
 
 log = logging.getLogger("nearcast.app")
 

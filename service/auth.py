@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.edge import send_json
+from service.asgi import header, send_json
 from service.errors import ApiError
 from service.settings import ApiSettings
 from service.state import State
@@ -29,13 +29,13 @@ log = logging.getLogger("nearcast.auth")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
+def _bearer(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _known(key: str, keys: Iterable[str]) -> bool:
@@ -63,8 +63,8 @@ def _missing(route: str) -> ApiError:
                    "missing API key: send the header 'Authorization: Bearer <key>'")
 
 
-def _verify(headers: Iterable[tuple[bytes, bytes]], route: str, settings: ApiSettings) -> None:
-    key = _bearer(headers)
+def _verify(scope: Scope, route: str, settings: ApiSettings) -> None:
+    key = _bearer(scope)
     if key is None:
         raise _missing(route)
     if not _known(key, [*settings.api_keys, *settings.admin_keys]):
@@ -74,7 +74,7 @@ def _verify(headers: Iterable[tuple[bytes, bytes]], route: str, settings: ApiSet
 def check_key(request: Request, settings: ApiSettings) -> None:
     """Accept any configured key (API or admin); open when no key is configured."""
     if settings.auth_enabled:
-        _verify(request.scope["headers"], _route(request), settings)
+        _verify(request.scope, _route(request), settings)
 
 
 def check_admin(request: Request, settings: ApiSettings) -> None:
@@ -82,7 +82,7 @@ def check_admin(request: Request, settings: ApiSettings) -> None:
     if not settings.auth_enabled:
         return
     route = _route(request)
-    key = _bearer(request.scope["headers"])
+    key = _bearer(request.scope)
     if key is None:
         raise _missing(route)
     if _known(key, settings.admin_keys):
@@ -114,7 +114,7 @@ class DocsAuthMiddleware:
         """Answer 401 (JSON) for a document path without an accepted key."""
         if scope["type"] == "http" and scope["path"] in self.paths:
             try:
-                _verify(scope["headers"], scope["path"], self.settings)
+                _verify(scope, scope["path"], self.settings)
             except ApiError as exc:
                 await send_json(send, exc.status, exc.body(), exc.headers)
                 return

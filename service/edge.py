@@ -15,12 +15,12 @@ before it imports anything heavy, so a refused configuration fails in about a se
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.asgi import header, refuse
 from service.settings import ApiSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -69,28 +69,6 @@ def check_bind(settings: ApiSettings) -> str:
             "NEARCAST_API_KEYS before binding another address")
 
 
-def _error(field: str, problem: str) -> dict[str, object]:
-    return {"error": f"{field}: {problem}", "detail": [{"field": field, "problem": problem}]}
-
-
-async def send_json(send: Send, status: int, body: object,
-                    headers: Mapping[str, str] | None = None) -> None:
-    """Answer with a JSON body (for middleware that refuses a request before the app)."""
-    payload = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"),
-           (b"content-length", str(len(payload)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
 def _host_name(header: str) -> str:
     """``[::1]:8000`` -> ``::1``; ``Example.com:80`` -> ``example.com``."""
     if header.startswith("["):
@@ -114,21 +92,20 @@ class TrustedHosts(TrustedHostMiddleware):
         if self.allow_any or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, b"host")
+        raw = header(scope, b"host")
         host = _host_name(raw.decode("latin-1")) if raw else ""
         if host and self._allowed(host):
             await self.app(scope, receive, send)
             return
-        await send_json(send, 400, _error(
-            "host", f"Host header {host or '(none)'!r} is not served here; the server "
-                    "accepts the names in its NEARCAST_ALLOWED_HOSTS"))  # not listed to callers
+        await refuse(send, 400, "host", f"Host header {host or '(none)'!r} is not served here; "
+                     "the server accepts the names in its NEARCAST_ALLOWED_HOSTS")  # not listed
 
 
 def _has_body(scope: Scope) -> bool:
-    length = _header(scope, b"content-length")
+    length = header(scope, b"content-length")
     if length is not None:
         return length.strip() not in (b"0", b"")
-    return _header(scope, b"transfer-encoding") is not None
+    return header(scope, b"transfer-encoding") is not None
 
 
 def _json_type(value: bytes) -> bool:
@@ -152,15 +129,13 @@ class JsonBodyOnly:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a body-carrying POST/PUT/PATCH of another content type."""
         if scope["type"] == "http" and scope["method"] in _BODY_METHODS and _has_body(scope):
-            sent = _header(scope, b"content-type")
+            sent = header(scope, b"content-type")
             if sent is None or not _json_type(sent):
                 what = repr(sent.decode("latin-1")[:100]) if sent else "missing"
-                await send_json(send, 415, _error(
-                    "content-type", f"{what}; send the body as 'application/json' (UTF-8)"),
-                    {"connection": "close"})  # the body stays unread
+                await refuse(send, 415, "content-type",  # the body stays unread
+                             f"{what}; send the body as 'application/json' (UTF-8)")
                 return
         await self.app(scope, receive, send)
 
 
-__all__ = ["AuthConfigError", "JsonBodyOnly", "TrustedHosts", "check_bind", "is_loopback",
-           "send_json"]
+__all__ = ["AuthConfigError", "JsonBodyOnly", "TrustedHosts", "check_bind", "is_loopback"]

@@ -33,6 +33,7 @@ from filelock import FileLock, Timeout
 
 from models.retraining import LockConfig
 from models.settings import MlflowSettings
+from pipelines.errors import first_line
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -207,16 +208,11 @@ def _advisory_lock(url: str, model: str, timeout: float, purpose: Purpose, warn:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             except Exception as exc:  # the connection is gone: so is the lock, on the server
                 warn(f"warning: could not release the {where}: {type(exc).__name__}: "
-                     f"{_first_line(exc)}")
+                     f"{first_line(getattr(exc, 'orig', None) or exc)}")
     finally:
         with contextlib.suppress(Exception):
             conn.close()
         engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _ensure_advisory(conn: sa.Connection, key: int, where: str) -> None:
@@ -230,7 +226,7 @@ def _ensure_advisory(conn: sa.Connection, key: int, where: str) -> None:
         held = conn.execute(query, {"k": key}).scalar()
     except Exception as exc:
         raise LockLostError(f"lost the connection holding the {where}: {type(exc).__name__}: "
-                            f"{_first_line(exc)}") from exc
+                            f"{first_line(getattr(exc, 'orig', None) or exc)}") from exc
     if not held:
         raise LockLostError(f"the {where} is no longer held by this process")
 

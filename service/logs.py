@@ -29,6 +29,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.asgi import header
+
 if TYPE_CHECKING:  # retrain and the scheduler import this module; they need no web framework
     from fastapi import FastAPI
 
@@ -157,11 +159,9 @@ def app_factory() -> FastAPI:
 
 
 def _request_id(scope: Scope) -> str:
-    for key, value in scope["headers"]:
-        if key == _HEADER:
-            if _SANE_ID.fullmatch(value):
-                return str(value.decode("ascii"))
-            break
+    value = header(scope, _HEADER)
+    if value is not None and _SANE_ID.fullmatch(value):
+        return value.decode("ascii")
     return os.urandom(16).hex()  # 128 random bits, like a uuid4, in a quarter of the time
 
 

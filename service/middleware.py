@@ -6,12 +6,12 @@ The gate runs before a body is read: the body limit, then for forecasts the admi
 
 from __future__ import annotations
 
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import Admission, Ticket, current_ticket
+from service.asgi import header, send_json
 from service.errors import ApiError
 from service.metrics import Metrics
 from service.settings import ApiSettings
@@ -50,13 +50,11 @@ class MetricsMiddleware:
 
 
 def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class BodyLimitMiddleware:
@@ -89,7 +87,7 @@ class BodyLimitMiddleware:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_bytes:
-            await _send_json(send, 413, self._error(str(length)).body())
+            await send_json(send, 413, self._error(str(length)).body())
             return
         if scope["path"] != FORECAST_PATH or scope["method"] != "POST":
             await self._limited(scope, receive, send, length)
@@ -97,7 +95,7 @@ class BodyLimitMiddleware:
         gate = self._gate(scope)
         if gate.full:  # at once, the body unread
             busy = gate.busy()
-            await _send_json(send, 503, busy.body(), busy.headers)
+            await send_json(send, 503, busy.body(), busy.headers)
             return
         ticket = Ticket(gate)
         if length is None or length > PRECHECK_BYTES:
@@ -126,17 +124,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counted, send)
-
-
-async def _send_json(send: Send, status: int, body: object,
-                     headers: dict[str, str] | None = None) -> None:
-    payload = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"),
-           (b"content-length", str(len(payload)).encode()),
-           (b"connection", b"close")]  # the body, if any, stays unread
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
 
 
 __all__ = ["BodyLimitMiddleware", "MetricsMiddleware"]

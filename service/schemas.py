@@ -30,8 +30,10 @@ from pydantic.fields import FieldInfo
 
 from pipelines.grid import Aggregation, GapPolicy, TimeZone
 from service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
-from service.timestamps import TIME_END, TIME_MIN, TIME_RANGE, TIMESTAMP_PATTERN, Timestamp, to_utc
+from service.timestamps import Timestamp
 
+#: Problems listed in an error body's ``detail``.
+MAX_LISTED_PROBLEMS = 20
 #: float32 limits: the model computes in float32.
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -278,13 +280,9 @@ class ErrorBody(BaseModel):
     error: str = Field(description="One-line summary naming the field and the problem, and "
                        "how many more problems there are.",
                        examples=["series[0] (id 'H1').values[3]: Input should be a finite number"])
-    detail: list[ErrorDetail] = Field(default_factory=list, max_length=20,
+    detail: list[ErrorDetail] = Field(default_factory=list, max_length=MAX_LISTED_PROBLEMS,
                                       description="The problems found, first one first (at "
                                       "most 20).")
-
-
-#: Problems listed in an error body's ``detail``.
-MAX_LISTED_PROBLEMS = 20
 
 
 def _capped(info: FieldInfo, limit: int) -> FieldInfo:
@@ -314,7 +312,7 @@ def request_model(max_series: int = MAX_SERIES_CAP,
     )
 
 
-__all__ = ["FLOAT32_MAX", "MAX_LISTED_PROBLEMS", "TIMESTAMP_PATTERN", "TIME_END", "TIME_MIN",
-           "TIME_RANGE", "ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse",
+__all__ = ["FLOAT32_MAX", "MAX_LISTED_PROBLEMS", "ErrorBody", "ErrorDetail", "ForecastRequest",
+           "ForecastResponse",
            "ModelInfo", "PipelineReport", "Provenance", "ReloadResult", "SeriesIn", "SeriesOut",
-           "Timestamp", "Value", "request_model", "to_utc"]
+           "Timestamp", "Value", "request_model"]

@@ -15,8 +15,9 @@ from svc_helpers import QuantileModel, metric, post, scrape, series_body, train_
 from conftest import Champion, LiveServer, start_server, stop_server
 from pipelines.prepare import regularize
 from service.app import create_app
-from service.schemas import FLOAT32_MAX, TIME_RANGE, TIMESTAMP_PATTERN, ForecastResponse
+from service.schemas import FLOAT32_MAX, ForecastResponse
 from service.settings import ApiSettings
+from service.timestamps import TIME_RANGE, TIMESTAMP_PATTERN
 
 HOUR = pd.Timedelta(hours=1)
 
