@@ -56,7 +56,7 @@ def _conditions(quick: bool) -> dict[str, Any]:
 
 def _forecast_seconds(job: Any, frame: Any, horizon: int) -> float:
     """Median wall time to forecast every series from its history before the holdout."""
-    from pipelines.windows import SeriesTable
+    from nearcast.pipelines.windows import SeriesTable
 
     table = SeriesTable.from_long(frame)
     histories = [table.series(i)[:-horizon] for i in range(len(table.ids))]
@@ -71,10 +71,10 @@ def _forecast_seconds(job: Any, frame: Any, horizon: int) -> float:
 
 def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str, Any]:
     """Train one config into ``store``; returns its scores and timings."""
-    from models.job import train_and_register
-    from models.jobconfig import JobConfig
-    from models.settings import MlflowSettings
-    from pipelines.dataset import load_dataset
+    from nearcast.models.job import train_and_register
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.models.settings import MlflowSettings
+    from nearcast.pipelines.dataset import load_dataset
 
     job_cfg = JobConfig.from_yaml(path)
     data_cfg, train_cfg = job_cfg.data, job_cfg.train.model_copy(update={"verbose": verbose})

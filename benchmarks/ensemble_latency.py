@@ -32,11 +32,11 @@ REQUESTS, QUICK_REQUESTS, MAX_SECONDS = 400, 60, 120.0
 
 def _train(home: Path) -> dict[str, Any]:
     """Register ``single`` and ``ensemble`` (champions) in an embedded store under ``home``."""
-    from models import registry
-    from models.job import train_and_register
-    from models.jobconfig import JobConfig
-    from models.settings import MlflowSettings
-    from pipelines.dataset import load_dataset
+    from nearcast.models import registry
+    from nearcast.models.job import train_and_register
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.models.settings import MlflowSettings
+    from nearcast.pipelines.dataset import load_dataset
 
     job = JobConfig.from_yaml(CONFIG)
     data = load_dataset(job.data.model_copy(update={"n_series": 40}))
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import ApiSettings
+    from nearcast.service.app import create_app
+    from nearcast.service.settings import ApiSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         trained = _train(Path(tmp))

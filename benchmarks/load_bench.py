@@ -167,7 +167,7 @@ def _second_version(tracking: TrackingServer, version: int) -> tuple[Any, tuple[
     """Register the champion's artifact again (v2); returns the client and both versions."""
     from mlflow import MlflowClient
 
-    from models import registry
+    from nearcast.models import registry
 
     client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
     first = client.get_model_version(NAME, str(version))

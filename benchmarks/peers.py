@@ -65,10 +65,10 @@ def load_holdout(n_series: int | None) -> tuple[pd.DataFrame, np.ndarray, list[n
         every series without its last 48 points (what the peers fit on), and the same
         histories as float64 arrays next to the held-out values.
     """
-    from models.jobconfig import JobConfig
-    from pipelines.dataset import load_dataset
-    from pipelines.schema import DS, UNIQUE_ID, Y
-    from pipelines.windows import SeriesTable
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.pipelines.dataset import load_dataset
+    from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+    from nearcast.pipelines.windows import SeriesTable
 
     data_cfg = JobConfig.from_yaml(CONFIG).data.model_copy(update={"n_series": n_series})
     frame = load_dataset(data_cfg).frame
@@ -90,7 +90,7 @@ def _statsforecast(model: Any, train: pd.DataFrame, ids: np.ndarray, n_jobs: int
 
     sf = StatsForecast(models=[model], freq="h", n_jobs=n_jobs)
     out = sf.forecast(df=train, h=HORIZON)
-    from pipelines.schema import DS, UNIQUE_ID
+    from nearcast.pipelines.schema import DS, UNIQUE_ID
 
     out = out.reset_index() if UNIQUE_ID not in out.columns else out
     # Per series in time order: series end at different timestamps, so no pivot on ``ds``.
@@ -113,8 +113,8 @@ def _fill_non_finite(name: str, fc: np.ndarray, insample: list[np.ndarray]) -> i
 def forecast_all(train: pd.DataFrame, ids: np.ndarray, insample: list[np.ndarray],
                  n_jobs: int) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Forecasts ``(S, 48)`` and timings of every baseline and peer."""
-    from models.baselines import BASELINES
-    from pipelines.schema import UNIQUE_ID
+    from nearcast.models.baselines import BASELINES
+    from nearcast.pipelines.schema import UNIQUE_ID
 
     forecasts, timing = {}, {}
     for name in BASELINE_NAMES:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="statsforecast worker processes (default: 2)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
-    from models.evaluation import score_methods
+    from nearcast.models.evaluation import score_methods
 
     conditions = machine_info()
     train, ids, insample, actual = load_holdout(QUICK_SERIES if args.quick else None)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {"config": str(CONFIG.relative_to(ROOT)), "series": len(ids),
                  "points": int(sum(len(s) for s in insample) + actual.size),
                  "holdout": HORIZON, "season": SEASON},
-        "n_jobs": args.n_jobs, "scored_by": "models.evaluation.score_methods",
+        "n_jobs": args.n_jobs, "scored_by": "nearcast.models.evaluation.score_methods",
         "methods": rows,
     }
     write_json(args.out or result_path("peers", args.quick), result)

@@ -58,7 +58,7 @@ KERAS_MAX_POINTS = 1_500_000
 # ----------------------------------------------------------------------------- raw data
 def m4_raw(n_series: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Bundled M4 Hourly: ``(values float64 (N,), offsets (S + 1,))``."""
-    from pipelines.sources import load_m4_hourly
+    from nearcast.pipelines.sources import load_m4_hourly
 
     frame = load_m4_hourly(n_series=n_series).sort_values(["unique_id", "ds"], kind="stable")
     counts = frame.groupby("unique_id", sort=True).size().to_numpy()
@@ -93,7 +93,7 @@ def run_nearcast(values: np.ndarray, offsets: np.ndarray) -> tuple[int, float]:
     """Every window once through ``window_dataset``; returns ``(windows, checksum)``."""
     import tensorflow as tf
 
-    from pipelines.windows import SeriesTable, WindowSpec, window_dataset
+    from nearcast.pipelines.windows import SeriesTable, WindowSpec, window_dataset
 
     spec = WindowSpec(INPUT, HORIZON, stride=STRIDE)
     n_series = len(offsets) - 1

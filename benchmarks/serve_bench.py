@@ -46,11 +46,11 @@ TARGETS = {"c16_ratio_min": 30.0, "c16_p99_ms_max": 30.0, "c1_p50_ms_max": 5.0}
 # ----------------------------------------------------------------------------- model + requests
 def train(home: Path, budget: float) -> dict[str, Any]:
     """Train the quickstart model, register it and make it champion; returns its facts."""
-    from models import registry
-    from models.job import train_and_register
-    from models.settings import MlflowSettings
-    from pipelines.dataset import DataConfig, load_dataset
-    from service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
+    from nearcast.models import registry
+    from nearcast.models.job import train_and_register
+    from nearcast.models.settings import MlflowSettings
+    from nearcast.pipelines.dataset import DataConfig, load_dataset
+    from nearcast.service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
 
     settings = MlflowSettings(home=home, model_name=NAME, experiment="serve-bench")
     data = load_dataset(DataConfig(source="m4_hourly"))
@@ -97,7 +97,7 @@ def start(server: str, home: Path, facts: dict[str, Any]) -> tuple[subprocess.Po
                         "MLFLOW_REGISTRY_URI": facts["tracking_uri"]}
     if server == "nearcast":
         env |= {"NEARCAST_HOME": str(home), "NEARCAST_MODELS": NAME, "NEARCAST_PORT": str(port)}
-        cmd = [sys.executable, "-m", "service.cli", "serve"]
+        cmd = [sys.executable, "-m", "nearcast", "serve"]
         ready, url = "/readyz", "/v1/forecast"
     else:
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",

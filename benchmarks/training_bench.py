@@ -67,8 +67,8 @@ MIB = 2**20
 # ----------------------------------------------------------------------------- shared setup
 def _setup(config_path: Path, plan: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Load the frame and configs; returns ``(frame, model config, train config)``."""
-    from models.jobconfig import JobConfig
-    from pipelines.dataset import load_dataset
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.pipelines.dataset import load_dataset
 
     job = JobConfig.from_yaml(config_path)
     frame = load_dataset(job.data.model_copy(update={"n_series": plan["n_series"]})).frame
@@ -93,9 +93,9 @@ def run_nearcast(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     """Train through ``models.training.fit``; returns timings and the last validation loss."""
     import keras
 
-    from models.architectures import build_model
-    from models.job import split_for_training
-    from models.training import fit
+    from nearcast.models.architectures import build_model
+    from nearcast.models.job import split_for_training
+    from nearcast.models.training import fit
 
     t0 = time.perf_counter()
     data, _ = split_for_training(frame, model_cfg)
@@ -116,7 +116,7 @@ def materialise(table: Any, spec: Any) -> dict[str, np.ndarray]:
         ``{"history": (N, L), "mask": (N, L), "target": (N, H)}`` float32; padded history
         positions hold 0 and mask 0, as nearcast's windows do (same gather, in chunks).
     """
-    from pipelines.windows import gather_windows, window_index
+    from nearcast.pipelines.windows import gather_windows, window_index
 
     index, _ = window_index(table, spec)
     n = len(index)
@@ -154,9 +154,9 @@ def run_tutorial(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     """Materialise every window, then ``model.fit``; returns timings and the last val loss."""
     import keras
 
-    from models.architectures import build_model
-    from models.job import split_for_training
-    from models.losses import make_loss
+    from nearcast.models.architectures import build_model
+    from nearcast.models.job import split_for_training
+    from nearcast.models.losses import make_loss
 
     t0 = time.perf_counter()
     data, _ = split_for_training(frame, model_cfg)  # the training part and validation windows

@@ -17,8 +17,8 @@ from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc.model import PythonModel
 
-from models.forecaster import Forecaster
-from models.inference import forecast_frame
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.inference import forecast_frame
 
 ARTIFACT_KEY = "forecaster"
 _REQUIREMENTS = [

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.evaluation import REFERENCE, Evaluation, evaluate_histories
-from models.forecaster import Forecaster
-from models.metrics import owa
-from pipelines.errors import DataValidationError, InputError, Problem
-from pipelines.padding import usable_length
-from pipelines.schema import DS, UNIQUE_ID
-from pipelines.splits import Fold, backtest_folds
-from pipelines.windows import SeriesTable
+from nearcast.models.evaluation import REFERENCE, Evaluation, evaluate_histories
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.metrics import owa
+from nearcast.pipelines.errors import DataValidationError, InputError, Problem
+from nearcast.pipelines.padding import usable_length
+from nearcast.pipelines.schema import DS, UNIQUE_ID
+from nearcast.pipelines.splits import Fold, backtest_folds
+from nearcast.pipelines.windows import SeriesTable
 
 METRICS = ("smape", "mase", "owa", "mae", "rmse")
 """Metrics of a backtest, in display order."""

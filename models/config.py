@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipelines.grid import GridRule, same_freq
-from pipelines.window_runs import WindowSpec
+from nearcast.pipelines.grid import GridRule, same_freq
+from nearcast.pipelines.window_runs import WindowSpec
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Head = Literal["direct", "autoregressive"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from models.architectures.combine import Combine, TakeLast, WidenIntervals
-from models.config import ModelConfig
-from models.metrics import interval_coverage
+from nearcast.models.architectures.combine import Combine, TakeLast, WidenIntervals
+from nearcast.models.config import ModelConfig
+from nearcast.models.metrics import interval_coverage
 
 
 def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:

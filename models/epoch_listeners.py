@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.training import EpochLog
+    from nearcast.models.training import EpochLog
 
 EpochListener = Callable[["EpochLog"], None]
 _listeners: ContextVar[tuple[EpochListener, ...]] = ContextVar("epoch_listeners", default=())

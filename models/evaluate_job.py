@@ -11,16 +11,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.jobconfig import data_config_from_spec, with_model_rules
-from pipelines.dataset import DataConfig, RawData, prepare, read_raw
-from pipelines.errors import InputError
+from nearcast.models.jobconfig import data_config_from_spec, with_model_rules
+from nearcast.pipelines.dataset import DataConfig, RawData, prepare, read_raw
+from nearcast.pipelines.errors import InputError
 
 if TYPE_CHECKING:  # MLflow and TensorFlow load only once the data is read
     from mlflow import MlflowClient
 
-    from models.backtest import Backtest
-    from models.registry import VersionRef
-    from models.settings import MlflowSettings
+    from nearcast.models.backtest import Backtest
+    from nearcast.models.registry import VersionRef
+    from nearcast.models.settings import MlflowSettings
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ve
 
 def _version_of(client: MlflowClient, model_uri: str) -> VersionRef | None:
     """The registered version behind ``models:/name@alias`` or ``models:/name/N``."""
-    from models import registry
+    from nearcast.models import registry
 
     match = _REGISTERED.match(model_uri)
     if match is None or match["name"].startswith("m-"):
@@ -105,9 +105,9 @@ def evaluate_model(
     version = _version_of(client, model_uri)
     import mlflow
 
-    from models import tracking
-    from models.artifact import load_forecaster
-    from models.backtest import backtest
+    from nearcast.models import tracking
+    from nearcast.models.artifact import load_forecaster
+    from nearcast.models.backtest import backtest
 
     forecaster = load_forecaster(model_uri)
     loaded = prepare(with_model_rules(read.config, read.spec, forecaster.meta), read.raw)

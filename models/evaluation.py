@@ -6,10 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.baselines import BASELINES
-from models.forecaster import Forecaster
-from models.metrics import evaluate_forecasts, interval_coverage, mase_by_step, owa, smape_by_step
-from pipelines.windows import SeriesTable
+from nearcast.models.baselines import BASELINES
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.metrics import (
+    evaluate_forecasts,
+    interval_coverage,
+    mase_by_step,
+    owa,
+    smape_by_step,
+)
+from nearcast.pipelines.windows import SeriesTable
 
 REFERENCE = "naive2"
 

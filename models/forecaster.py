@@ -19,11 +19,11 @@ import pandas as pd
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
-from models.config import ModelConfig
-from pipelines.grid import GridRule, same_freq
-from pipelines.padding import FitResult, fit_histories
-from pipelines.prepare import Regularized, regularize
+import nearcast.models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
+from nearcast.models.config import ModelConfig
+from nearcast.pipelines.grid import GridRule, same_freq
+from nearcast.pipelines.padding import FitResult, fit_histories
+from nearcast.pipelines.prepare import Regularized, regularize
 
 MODEL_FILE, META_FILE = "model.keras", "meta.json"
 

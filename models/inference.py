@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.forecaster import Forecaster
-from pipelines.prepare import Regularized
-from pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.models.forecaster import Forecaster
+from nearcast.pipelines.prepare import Regularized
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from models import load_check, registry, tracking
-from models.architectures import build_model
-from models.artifact import log_forecaster
-from models.config import EnsembleConfig, ModelConfig, TrainConfig
-from models.ensemble import ensemble_config, interval_factor, join_members
-from models.evaluation import Evaluation, holdout_evaluate
-from models.forecaster import Forecaster, ModelMeta
-from models.settings import MlflowSettings
-from models.training import TrainData, TrainingDivergedError, TrainResult, fit
-from pipelines.grid import GridRule
-from pipelines.schema import UNIQUE_ID
-from pipelines.windows import SeriesTable, gather_windows, last_windows
+from nearcast.models import load_check, registry, tracking
+from nearcast.models.architectures import build_model
+from nearcast.models.artifact import log_forecaster
+from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.ensemble import ensemble_config, interval_factor, join_members
+from nearcast.models.evaluation import Evaluation, holdout_evaluate
+from nearcast.models.forecaster import Forecaster, ModelMeta
+from nearcast.models.settings import MlflowSettings
+from nearcast.models.training import TrainData, TrainingDivergedError, TrainResult, fit
+from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.schema import UNIQUE_ID
+from nearcast.pipelines.windows import SeriesTable, gather_windows, last_windows
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.config import EnsembleConfig, ModelConfig, TrainConfig
-from models.retraining import RetrainConfig
-from pipelines.dataset import DataConfig
-from pipelines.errors import InputError
-from pipelines.validation import drop_short_series
+from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.retraining import RetrainConfig
+from nearcast.pipelines.dataset import DataConfig
+from nearcast.pipelines.errors import InputError
+from nearcast.pipelines.validation import drop_short_series
 
 if TYPE_CHECKING:  # the model (and TensorFlow) is not needed to read a job file
-    from models.forecaster import ModelMeta
+    from nearcast.models.forecaster import ModelMeta
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _Model = TypeVar("_Model", bound=BaseModel)

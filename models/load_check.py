@@ -28,9 +28,9 @@ import numpy as np
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from models.forecaster import Forecaster
-    from models.registry import VersionRef
-    from models.settings import MlflowSettings
+    from nearcast.models.forecaster import Forecaster
+    from nearcast.models.registry import VersionRef
+    from nearcast.models.settings import MlflowSettings
 
 Mode = Literal["subprocess", "inprocess", "off"]
 MODES: tuple[Mode, ...] = ("subprocess", "inprocess", "off")
@@ -128,7 +128,7 @@ def run_probe(request: dict[str, Any], mode: Mode, settings: MlflowSettings) -> 
            "MLFLOW_REGISTRY_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3",
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     try:
-        done = subprocess.run([sys.executable, "-m", "models.load_check"],
+        done = subprocess.run([sys.executable, "-m", "nearcast.models.load_check"],
                               input=json.dumps(request), capture_output=True, text=True, env=env,
                               timeout=TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from models.config import ModelConfig
-from pipelines.scaling import apply_scaling
+from nearcast.models.config import ModelConfig
+from nearcast.pipelines.scaling import apply_scaling
 
 LossFn = Callable[[tf.Tensor, dict[str, tf.Tensor]], tf.Tensor]
 

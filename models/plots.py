@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from models.backtest import Backtest  # noqa: E402
-from models.evaluation import Evaluation  # noqa: E402
-from models.training import EpochLog  # noqa: E402
+from nearcast.models.backtest import Backtest  # noqa: E402
+from nearcast.models.evaluation import Evaluation  # noqa: E402
+from nearcast.models.training import EpochLog  # noqa: E402
 
 
 def loss_curves(epochs: list[EpochLog], path: Path) -> Path:

@@ -2,6 +2,6 @@
 
 from mlflow.models import set_model
 
-from models.artifact import NearcastPyfunc
+from nearcast.models.artifact import NearcastPyfunc
 
 set_model(NearcastPyfunc())

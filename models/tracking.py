@@ -19,11 +19,11 @@ import pandas as pd
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.pandas_dataset import from_pandas
 
-from models.backtest import Backtest
-from models.config import ModelConfig, TrainConfig
-from models.evaluation import Evaluation
-from models.plots import backtest_by_fold, error_by_step, forecasts_vs_actual, loss_curves
-from models.training import EpochLog
+from nearcast.models.backtest import Backtest
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.evaluation import Evaluation
+from nearcast.models.plots import backtest_by_fold, error_by_step, forecasts_vs_actual, loss_curves
+from nearcast.models.training import EpochLog
 
 
 def nearcast_version() -> str:

@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.config import ModelConfig, TrainConfig
-from models.epoch_listeners import current_listeners
-from models.losses import LossFn, make_loss
-from pipelines.windows import SeriesTable, balanced_stream
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.epoch_listeners import current_listeners
+from nearcast.models.losses import LossFn, make_loss
+from nearcast.pipelines.windows import SeriesTable, balanced_stream
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
-from pipelines.grid import Aggregation
-from pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.grid import Aggregation
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
 __all__ = [
     "AGGREGATIONS",

@@ -8,11 +8,11 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field, model_validator
 
-from pipelines import sources
-from pipelines.errors import DataSourceError, DataValidationError, Problem
-from pipelines.grid import GridRule
-from pipelines.origin import RowOrigin
-from pipelines.prepare import Regularized, regularize
+from nearcast.pipelines import sources
+from nearcast.pipelines.errors import DataSourceError, DataValidationError, Problem
+from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.origin import RowOrigin
+from nearcast.pipelines.prepare import Regularized, regularize
 
 
 class DataConfig(GridRule):

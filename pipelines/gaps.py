@@ -15,8 +15,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from pipelines.grid import GapPolicy as FillPolicy
-from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
+from nearcast.pipelines.grid import GapPolicy as FillPolicy
+from nearcast.pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
 
 __all__ = ["GapPolicy", "GapReport", "SeriesGaps", "fill_gaps"]
 

@@ -15,7 +15,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.errors import DataValidationError, Problem
 
 __all__ = ["FileRows", "RowOrigin"]
 

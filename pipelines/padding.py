@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.window_runs import WindowSpec
+from nearcast.pipelines.window_runs import WindowSpec
 
 
 @dataclass(frozen=True)

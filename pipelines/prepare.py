@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.bucketing import BucketReport, bucket
-from pipelines.gaps import GapReport, fill_gaps
-from pipelines.grid import GridRule
-from pipelines.validation import DuplicatePolicy, ValidationReport, validate_long
+from nearcast.pipelines.bucketing import BucketReport, bucket
+from nearcast.pipelines.gaps import GapReport, fill_gaps
+from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.validation import DuplicatePolicy, ValidationReport, validate_long
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.errors import (
+from nearcast.pipelines.errors import (
     DataNotFoundError,
     DataSourceError,
     DataValidationError,
     Problem,
     first_line,
 )
-from pipelines.origin import FileRows, RowOrigin
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.sql_source import masked_url, read_rows
+from nearcast.pipelines.origin import FileRows, RowOrigin
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.sql_source import masked_url, read_rows
 
 __all__ = [
     "M4_HOURLY_RESOURCE",

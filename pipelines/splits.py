@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipelines.errors import DataValidationError, Problem
-from pipelines.schema import DS, UNIQUE_ID
+from nearcast.pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.schema import DS, UNIQUE_ID
 
 __all__ = ["Fold", "backtest_folds", "train_test_split", "train_val_test_split"]
 

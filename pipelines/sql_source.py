@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.errors import DataSourceError, first_line
+from nearcast.pipelines.errors import DataSourceError, first_line
 
 __all__ = ["masked_url", "read_rows"]
 

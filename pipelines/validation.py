@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pipelines.bucketing import check_aggregation
-from pipelines.errors import DataValidationError, Problem
-from pipelines.schema import DS, LONG_COLUMNS, UNIQUE_ID, Y
+from nearcast.pipelines.bucketing import check_aggregation
+from nearcast.pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.schema import DS, LONG_COLUMNS, UNIQUE_ID, Y
 
 __all__ = ["DuplicatePolicy", "ValidationReport", "drop_short_series", "validate_long"]
 

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.window_runs import WindowRuns, WindowSpec, balanced_positions
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.window_runs import WindowRuns, WindowSpec, balanced_positions
 
 NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
 """``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from service.errors import ApiError
+from nearcast.service.errors import ApiError
 
 
 class Admission:

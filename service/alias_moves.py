@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from models import registry
-from models.settings import MlflowSettings
-from service.locks import alias_lock
+from nearcast.models import registry
+from nearcast.models.settings import MlflowSettings
+from nearcast.service.locks import alias_lock
 
 Echo = Callable[[str], None]
 
@@ -34,7 +34,7 @@ def promote_version(settings: MlflowSettings, name: str, version: int, reason: s
     before = registry.version_for_alias(client, name, registry.CHAMPION)
     if before is not None and before.version == version:
         return registry.AliasMove(target, before, moved=False)
-    from models.load_check import verify_version
+    from nearcast.models.load_check import verify_version
 
     echo(f"checking that {name} v{version} loads back from the registry")
     echo(verify_version(settings, client, target))

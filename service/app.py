@@ -14,21 +14,21 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware import Middleware
 
-from models.settings import MlflowSettings, get_mlflow_settings
-from service import errors
-from service.auth import DocsAuthMiddleware
-from service.batching import MicroBatcher
-from service.edge import JsonBodyOnly, TrustedHosts, check_bind
-from service.heap import settle_heap
-from service.logs import install_request_context
-from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.routes import router
-from service.schemas import request_model
-from service.settings import ApiSettings, get_api_settings
-from service.state import AppState
-from service.store import ModelStore
-from service.timestamps import TIME_RANGE
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.service import errors
+from nearcast.service.auth import DocsAuthMiddleware
+from nearcast.service.batching import MicroBatcher
+from nearcast.service.edge import JsonBodyOnly, TrustedHosts, check_bind
+from nearcast.service.heap import settle_heap
+from nearcast.service.logs import install_request_context
+from nearcast.service.metrics import Metrics
+from nearcast.service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from nearcast.service.routes import router
+from nearcast.service.schemas import request_model
+from nearcast.service.settings import ApiSettings, get_api_settings
+from nearcast.service.state import AppState
+from nearcast.service.store import ModelStore
+from nearcast.service.timestamps import TIME_RANGE
 
 log = logging.getLogger("nearcast.app")
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.asgi import header, send_json
-from service.errors import ApiError
-from service.settings import ApiSettings
-from service.state import State
+from nearcast.service.asgi import header, send_json
+from nearcast.service.errors import ApiError
+from nearcast.service.settings import ApiSettings
+from nearcast.service.state import State
 
 log = logging.getLogger("nearcast.auth")
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.forecaster import Forecaster
-from service.metrics import Metrics
-from service.store import LoadedModel
+from nearcast.models.forecaster import Forecaster
+from nearcast.service.metrics import Metrics
+from nearcast.service.store import LoadedModel
 
 log = logging.getLogger("nearcast.batching")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli_errors import is_verbose, reported, set_verbose
+from nearcast.service.cli_errors import is_verbose, reported, set_verbose
 
 app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -28,7 +28,7 @@ def _options(
 def _quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up chatter off the screen, unless ``nearcast --verbose``."""
     if not is_verbose():
-        from service.quiet import quiet_tensorflow
+        from nearcast.service.quiet import quiet_tensorflow
 
         quiet_tensorflow()
 
@@ -40,12 +40,12 @@ def quickstart(
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
     _quiet_tensorflow()
-    from service.progress import training_progress
+    from nearcast.service.progress import training_progress
 
     with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
-        from models.settings import get_mlflow_settings
-        from service.quickstart import run_quickstart
-        from service.settings import get_api_settings
+        from nearcast.models.settings import get_mlflow_settings
+        from nearcast.service.quickstart import run_quickstart
+        from nearcast.service.settings import get_api_settings
 
         run_quickstart(get_mlflow_settings(), get_api_settings(), budget, serve_forever=serve)
 
@@ -64,11 +64,11 @@ def train(
     one line naming the file and the key or line (exit code 2).
     """
     _quiet_tensorflow()
-    from service.progress import training_progress
+    from nearcast.service.progress import training_progress
 
     with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
-        from models.jobconfig import JobConfig
-        from pipelines.dataset import load_dataset
+        from nearcast.models.jobconfig import JobConfig
+        from nearcast.pipelines.dataset import load_dataset
 
         job = JobConfig.from_yaml(config)
         data = load_dataset(job.data)
@@ -80,14 +80,14 @@ def train(
             typer.echo(f"skipped ... and {len(skipped) - 10} more series")
         for line in data.prepared.summary_lines(skipped):
             typer.echo(line)
-        from models.settings import get_mlflow_settings
+        from nearcast.models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
         if job.model_name:
             settings = settings.model_copy(update={"model_name": job.model_name})
-        from models.job import train_and_register
-        from models.load_check import LoadCheckError
-        from models.training import TrainingDivergedError
+        from nearcast.models.job import train_and_register
+        from nearcast.models.load_check import LoadCheckError
+        from nearcast.models.training import TrainingDivergedError
 
         try:
             result = train_and_register(frame, job.model, job.train, settings, data.source,
@@ -125,9 +125,9 @@ def serve(
 
     from pydantic import ValidationError
 
-    from service.edge import AuthConfigError, check_bind
-    from service.logs import LogSettings, configure_logging
-    from service.settings import get_api_settings
+    from nearcast.service.edge import AuthConfigError, check_bind
+    from nearcast.service.logs import LogSettings, configure_logging
+    from nearcast.service.settings import get_api_settings
 
     for key, value in {"HOST": host, "PORT": port, "WORKERS": workers}.items():
         if value is not None:  # the app factory (in every worker) reads the environment
@@ -147,10 +147,10 @@ def serve(
         extra={"host": api.host, "port": api.port, "workers": api.workers})
     import uvicorn
 
-    from service.metrics import multiprocess_dir
+    from nearcast.service.metrics import multiprocess_dir
 
     with multiprocess_dir(api.workers):  # Prometheus multiprocess mode for N > 1 workers
-        uvicorn.run("service.logs:app_factory", factory=True, host=api.host, port=api.port,
+        uvicorn.run("nearcast.service.logs:app_factory", factory=True, host=api.host, port=api.port,
                     workers=api.workers, access_log=False, log_config=None)
 
 
@@ -187,9 +187,9 @@ def promote(
     """
     _quiet_tensorflow()
     with reported():  # a job file mistake: one line, exit 2
-        from models.settings import get_mlflow_settings
-        from service.alias_moves import describe, promote_version
-        from service.job_target import model_name, read_job
+        from nearcast.models.settings import get_mlflow_settings
+        from nearcast.service.alias_moves import describe, promote_version
+        from nearcast.service.job_target import model_name, read_job
 
         settings = get_mlflow_settings()
         target = model_name(name, read_job(config), settings)
@@ -210,9 +210,9 @@ def rollback(
     """Move 'champion' back to the previous champion (under the model's alias lock)."""
     _quiet_tensorflow()
     with reported():  # a job file mistake: one line, exit 2
-        from models.settings import get_mlflow_settings
-        from service.alias_moves import describe, rollback_champion
-        from service.job_target import model_name, read_job
+        from nearcast.models.settings import get_mlflow_settings
+        from nearcast.service.alias_moves import describe, rollback_champion
+        from nearcast.service.job_target import model_name, read_job
 
         settings = get_mlflow_settings()
         target = model_name(name, read_job(config), settings)
@@ -240,15 +240,15 @@ def retrain(
     import logging
     import signal
 
-    from service.locks import LockBusyError
-    from service.logs import configure_logging
-    from service.retrain import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
+    from nearcast.service.locks import LockBusyError
+    from nearcast.service.logs import configure_logging
+    from nearcast.service.retrain import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
 
     configure_logging()
     log = logging.getLogger("nearcast.retrain")
     # SIGTERM (scheduler shutdown, Kubernetes) unwinds: the run is marked KILLED, lock released.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from service.progress import training_progress
+    from nearcast.service.progress import training_progress
 
     try:
         with training_progress():
@@ -283,7 +283,7 @@ def scheduler(
     )],
 ) -> None:
     """Run `nearcast retrain` for each job file on its cron schedule until SIGTERM/Ctrl-C."""
-    from service.scheduler import run_scheduler
+    from nearcast.service.scheduler import run_scheduler
 
     try:
         code = run_scheduler(config)
@@ -328,12 +328,12 @@ def evaluate(
     """
     _quiet_tensorflow()
     with reported():
-        from models.evaluate_job import evaluate_model
-        from service.job_target import evaluation_data, model_uri, read_job
+        from nearcast.models.evaluate_job import evaluate_model
+        from nearcast.service.job_target import evaluation_data, model_uri, read_job
 
         job = read_job(config)
         read = evaluation_data(data, job, config)  # refused before MLflow loads
-        from models.settings import get_mlflow_settings
+        from nearcast.models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
         uri = model_uri(model, job, settings)
@@ -348,8 +348,8 @@ def evaluate(
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000) -> None:
     """Open the MLflow UI on nearcast's store (127.0.0.1); Ctrl-C/SIGTERM stops all of it."""
-    from models.settings import get_mlflow_settings
-    from service.ui import run_ui, ui_command
+    from nearcast.models.settings import get_mlflow_settings
+    from nearcast.service.ui import run_ui, ui_command
 
     settings = get_mlflow_settings()
     settings.connect()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import click
 import typer
 
-from pipelines.errors import InputError, first_line
+from nearcast.pipelines.errors import InputError, first_line
 
 __all__ = ["EXIT_INPUT", "EXIT_FAILED", "is_verbose", "reported", "set_verbose"]
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.asgi import header, refuse
-from service.settings import ApiSettings
+from nearcast.service.asgi import header, refuse
+from nearcast.service.settings import ApiSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _HOW = ("set NEARCAST_API_KEYS (and NEARCAST_ADMIN_KEYS for reload; a JSON list or k1,k2) so "

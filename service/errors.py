@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from service.schemas import FLOAT32_MAX, MAX_LISTED_PROBLEMS
+from nearcast.service.schemas import FLOAT32_MAX, MAX_LISTED_PROBLEMS
 
 log = logging.getLogger("nearcast.errors")
 

@@ -14,24 +14,24 @@ import numpy as np
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from models.forecaster import Forecaster
-from pipelines.padding import FitResult, HistoryTooShortError, fit_histories
-from service import errors
-from service.admission import release_current, take_current
-from service.batching import BatcherClosedError, QueueFullError
-from service.errors import ApiError
-from service.preparation import (
+from nearcast.models.forecaster import Forecaster
+from nearcast.pipelines.padding import FitResult, HistoryTooShortError, fit_histories
+from nearcast.service import errors
+from nearcast.service.admission import release_current, take_current
+from nearcast.service.batching import BatcherClosedError, QueueFullError
+from nearcast.service.errors import ApiError
+from nearcast.service.preparation import (
     PreparedSeries,
     check_time_axis,
     future_timestamps,
     is_fast,
     prepare_series,
 )
-from service.schemas import MAX_LISTED_PROBLEMS, ForecastRequest, request_model
-from service.settings import ApiSettings
-from service.shape import PRECHECK_BYTES, check_shape, loose_json
-from service.state import AppState
-from service.store import LoadedModel
+from nearcast.service.schemas import MAX_LISTED_PROBLEMS, ForecastRequest, request_model
+from nearcast.service.settings import ApiSettings
+from nearcast.service.shape import PRECHECK_BYTES, check_shape, loose_json
+from nearcast.service.state import AppState
+from nearcast.service.store import LoadedModel
 
 _THREAD_SERIES = 16  # more series than this: prepare and answer off the event loop
 _THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.jobconfig import JobConfig, data_config_from_spec
-from pipelines.errors import InputError
+from nearcast.models.jobconfig import JobConfig, data_config_from_spec
+from nearcast.pipelines.errors import InputError
 
 if TYPE_CHECKING:
-    from models.evaluate_job import EvaluationData
-    from models.settings import MlflowSettings
+    from nearcast.models.evaluate_job import EvaluationData
+    from nearcast.models.settings import MlflowSettings
 
 _OWN_RULES = (".yaml", ".yml")  # a data or job YAML file brings its own column map
 
@@ -60,8 +60,8 @@ def evaluation_data(data: str | None, job: JobConfig | None,
         NoDataError: neither ``data`` nor a job is given.
         InputError: the data cannot be read (naming what and where).
     """
-    from models.evaluate_job import EvaluationData, read_evaluation_data
-    from pipelines.dataset import read_raw
+    from nearcast.models.evaluate_job import EvaluationData, read_evaluation_data
+    from nearcast.pipelines.dataset import read_raw
 
     if job is None or config is None:
         if data is None:

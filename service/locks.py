@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Literal
 
 from filelock import FileLock, Timeout
 
-from models.retraining import LockConfig
-from models.settings import MlflowSettings
-from pipelines.errors import first_line
+from nearcast.models.retraining import LockConfig
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.errors import first_line
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

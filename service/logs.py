@@ -29,7 +29,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.asgi import header
+from nearcast.service.asgi import header
 
 if TYPE_CHECKING:  # retrain and the scheduler import this module; they need no web framework
     from fastapi import FastAPI
@@ -152,7 +152,7 @@ def app_factory() -> FastAPI:
     Logging is applied again after the app's imports: MLflow installs its own handler when it
     is imported.
     """
-    from service.app import create_app  # service.app imports this module
+    from nearcast.service.app import create_app  # service.app imports this module
 
     configure_logging()
     return create_app()

@@ -36,7 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # the CLI imports this module before TensorFlow should be loaded
-    from service.store import ModelStore
+    from nearcast.service.store import ModelStore
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -10,12 +10,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admission import Admission, Ticket, current_ticket
-from service.asgi import header, send_json
-from service.errors import ApiError
-from service.metrics import Metrics
-from service.settings import ApiSettings
-from service.shape import PRECHECK_BYTES
+from nearcast.service.admission import Admission, Ticket, current_ticket
+from nearcast.service.asgi import header, send_json
+from nearcast.service.errors import ApiError
+from nearcast.service.metrics import Metrics
+from nearcast.service.settings import ApiSettings
+from nearcast.service.shape import PRECHECK_BYTES
 
 FORECAST_PATH = "/v1/forecast"
 

@@ -18,11 +18,11 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
-from models.forecaster import Forecaster
-from pipelines.grid import GridRule
-from pipelines.schema import DS, UNIQUE_ID, Y
-from service.schemas import SeriesIn
-from service.timestamps import TIME_END, TIME_RANGE
+from nearcast.models.forecaster import Forecaster
+from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.service.schemas import SeriesIn
+from nearcast.service.timestamps import TIME_END, TIME_RANGE
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

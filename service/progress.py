@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from models.epoch_listeners import epoch_listener
+from nearcast.models.epoch_listeners import epoch_listener
 
 if TYPE_CHECKING:  # importing the training loop loads TensorFlow
-    from models.training import EpochLog
+    from nearcast.models.training import EpochLog
 
 BAR_WIDTH = 20
 

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import uvicorn
 
-from models import registry
-from models.config import ModelConfig, TrainConfig
-from models.job import JobResult, train_and_register
-from models.settings import MlflowSettings
-from pipelines.dataset import DataConfig, load_dataset
-from pipelines.schema import DS, UNIQUE_ID, Y
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.dataset import DataConfig, load_dataset
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 QUICKSTART_MODEL = ModelConfig(cell="lstm", units=64, input_size=168, horizon=48, fold=24,
                                season=24, min_history=48)

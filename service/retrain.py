@@ -24,20 +24,26 @@ from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 
-from models import registry
-from models.retraining import TAG_PREFIX, Decision, LockConfig, decide, read_retrain_section
-from models.settings import MlflowSettings, get_mlflow_settings
-from service import retrain_records as records
-from service.locks import HeldLock, alias_lock, retrain_lock
-from service.retrain_records import RUN_KIND, Echo, version_label
+from nearcast.models import registry
+from nearcast.models.retraining import (
+    TAG_PREFIX,
+    Decision,
+    LockConfig,
+    decide,
+    read_retrain_section,
+)
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.service import retrain_records as records
+from nearcast.service.locks import HeldLock, alias_lock, retrain_lock
+from nearcast.service.retrain_records import RUN_KIND, Echo, version_label
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from models.forecaster import Forecaster
-    from models.jobconfig import JobConfig
-    from pipelines.grid import GridRule
+    from nearcast.models.forecaster import Forecaster
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.pipelines.grid import GridRule
 
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
 """Exit codes of ``nearcast retrain``: promoted and kept are both 0 (the output says which)."""
@@ -114,7 +120,7 @@ def run_retrain(
         settings = settings.model_copy(update={"model_name": name})
     with retrain_lock(settings, settings.model_name, cfg.lock, warn=echo) as held:
         echo(f"holding the {held}")
-        from models.jobconfig import JobConfig
+        from nearcast.models.jobconfig import JobConfig
 
         try:
             job = JobConfig.from_yaml(config)
@@ -163,8 +169,8 @@ def _challenge(
     job: JobConfig, settings: MlflowSettings, client: MlflowClient, run_id: str,
     before: registry.VersionRef | None, held: HeldLock, echo: Echo,
 ) -> RetrainOutcome:
-    from models.job import train_and_register
-    from pipelines.dataset import load_dataset
+    from nearcast.models.job import train_and_register
+    from nearcast.pipelines.dataset import load_dataset
 
     name = settings.model_name
     echo(f"reading {job.data.describe()}")
@@ -215,7 +221,7 @@ def _promote(
         LockLostError: the retraining lock's connection is gone (PostgreSQL).
         LockBusyError: the alias lock stayed busy.
     """
-    from models.load_check import verify_version
+    from nearcast.models.load_check import verify_version
 
     name, v = challenger.name, challenger.version
     echo(f"checking that {name} v{v} loads back from the registry")
@@ -242,7 +248,7 @@ def _load_champion(
     """The champion's forecaster; ValueError unless its season and grid rule are the job's."""
     if before is None:
         return None
-    from models.artifact import load_forecaster
+    from nearcast.models.artifact import load_forecaster
 
     champion = load_forecaster(f"models:/{name}/{before.version}")
     clashes = grid.differences(champion.meta.grid)
@@ -286,7 +292,7 @@ def _score(
     The challenger was trained with the last ``horizon >= h`` points held out, so neither
     model has seen the scored points (the champion was trained on older data).
     """
-    from models.backtest import backtest
+    from nearcast.models.backtest import backtest
 
     h = challenger.config.horizon
     if champion is not None:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from models.registry import VersionRef
-from models.retraining import TAG_PREFIX, Decision
+from nearcast.models.registry import VersionRef
+from nearcast.models.retraining import TAG_PREFIX, Decision
 
 if TYPE_CHECKING:
-    from models.jobconfig import JobConfig
+    from nearcast.models.jobconfig import JobConfig
 
 RUN_KIND = "retrain"
 
@@ -32,7 +32,7 @@ def version_label(ref: VersionRef | None) -> str:
 
 def run_tags(job: JobConfig, name: str, before: VersionRef | None) -> dict[str, str]:
     """Tags of a new retrain run: kind, model, the champion it challenges and the gate."""
-    from models import tracking  # loads TensorFlow: only once the lock is held
+    from nearcast.models import tracking  # loads TensorFlow: only once the lock is held
 
     return tracking.run_tags(job.data.describe(), kind=RUN_KIND) | {
         "nearcast.model": name, f"{TAG_PREFIX}champion_before": version_label(before),
@@ -49,7 +49,7 @@ def log_scores(
 
     The run's description (``mlflow.note.content``) gets the score table and the gate's verdict.
     """
-    from models.tracking import NOTE, score_table
+    from nearcast.models.tracking import NOTE, score_table
 
     now = int(time.time() * 1000)
     values = {f"{who}_{k}": v for who, s in scores.items() for k, v in s.items()}
@@ -85,7 +85,7 @@ def record_decision(
     for key, value in version_tags.items():
         client.set_model_version_tag(challenger.name, str(challenger.version), key, value)
     if not promoted:  # a promotion writes its own line (models.registry.move_champion)
-        from models.registry import note_alias
+        from nearcast.models.registry import note_alias
 
         why = f"superseded: {superseded}" if superseded else decision.reason
         note_alias(client, challenger.name, challenger.version,

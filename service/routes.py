@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from service.auth import check_key, require_admin, require_key
-from service.errors import ApiError
-from service.forecasting import run_forecast
-from service.heap import settle_heap
-from service.schemas import ErrorBody, ForecastResponse, ModelInfo, ReloadResult
-from service.state import AppState, State
-from service.store import ModelStore
+from nearcast.service.auth import check_key, require_admin, require_key
+from nearcast.service.errors import ApiError
+from nearcast.service.forecasting import run_forecast
+from nearcast.service.heap import settle_heap
+from nearcast.service.schemas import ErrorBody, ForecastResponse, ModelInfo, ReloadResult
+from nearcast.service.state import AppState, State
+from nearcast.service.store import ModelStore
 
 router = APIRouter()
 

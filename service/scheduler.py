@@ -36,8 +36,8 @@ from apscheduler.events import (
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from models.retraining import RetrainConfig, read_retrain_section
-from service.logs import configure_logging
+from nearcast.models.retraining import RetrainConfig, read_retrain_section
+from nearcast.service.logs import configure_logging
 
 log = logging.getLogger("nearcast.scheduler")
 
@@ -129,7 +129,7 @@ class Runner:
     """Runs ``nearcast retrain`` subprocesses and stops them on shutdown."""
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
-        self.command = list(command or [sys.executable, "-m", "service.cli"])
+        self.command = list(command or [sys.executable, "-m", "nearcast"])
         self.children: set[subprocess.Popen[str]] = set()
         self._lock = threading.Lock()
         self.stopping = False

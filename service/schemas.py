@@ -28,9 +28,9 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from pipelines.grid import Aggregation, GapPolicy, TimeZone
-from service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
-from service.timestamps import Timestamp
+from nearcast.pipelines.grid import Aggregation, GapPolicy, TimeZone
+from nearcast.service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
+from nearcast.service.timestamps import Timestamp
 
 #: Problems listed in an error body's ``detail``.
 MAX_LISTED_PROBLEMS = 20

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.settings import get_mlflow_settings
+from nearcast.models.settings import get_mlflow_settings
 
 #: Hard caps of the request schema (the settings may only lower them).
 MAX_SERIES_CAP = 10_000

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from service.errors import ApiError, json_path, summarize
-from service.schemas import MAX_LISTED_PROBLEMS, ForecastRequest, SeriesIn
+from nearcast.service.errors import ApiError, json_path, summarize
+from nearcast.service.schemas import MAX_LISTED_PROBLEMS, ForecastRequest, SeriesIn
 
 #: Bodies above this size get the pre-check (smaller ones cannot hold many problems).
 PRECHECK_BYTES = 32 * 1024

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.batching import MicroBatcher
-from service.errors import ApiError
-from service.metrics import Metrics
-from service.settings import ApiSettings
-from service.store import ModelStore
+from nearcast.service.batching import MicroBatcher
+from nearcast.service.errors import ApiError
+from nearcast.service.metrics import Metrics
+from nearcast.service.settings import ApiSettings
+from nearcast.service.store import ModelStore
 
 
 @dataclass

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from mlflow import MlflowClient
 
-from models.artifact import load_forecaster
-from models.forecaster import Forecaster
-from models.registry import VersionRef, version_for_alias
-from service.errors import ApiError
+from nearcast.models.artifact import load_forecaster
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.registry import VersionRef, version_for_alias
+from nearcast.service.errors import ApiError
 
 log = logging.getLogger("nearcast.store")
 

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from models import registry
-from models.config import ModelConfig, TrainConfig
-from models.job import JobResult, train_and_register
-from models.settings import MlflowSettings
-from pipelines.schema import DS
+from nearcast.models import registry
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.schema import DS
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import keras
 
-from models.architectures.families import family
-from models.architectures.heads import AutoregressiveHead, direct_head
-from models.architectures.layers import (
+from nearcast.models.architectures.families import family
+from nearcast.models.architectures.heads import AutoregressiveHead, direct_head
+from nearcast.models.architectures.layers import (
     FoldSteps,
     ScaleWindow,
     SeasonalSkip,
@@ -16,7 +16,7 @@ from models.architectures.layers import (
     Unscale,
     ZeroLike,
 )
-from models.config import ModelConfig
+from nearcast.models.config import ModelConfig
 
 
 def _encoder(steps: Any, step_mask: Any, config: ModelConfig) -> Any:

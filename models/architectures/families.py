@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from models.architectures import gru, lstm, simple_rnn
+from nearcast.models.architectures import gru, lstm, simple_rnn
 
 FAMILIES: dict[str, ModuleType] = {"lstm": lstm, "gru": gru, "simple_rnn": simple_rnn}
 

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from models.architectures.families import family
+from nearcast.models.architectures.families import family
 
 
 def _projection(size: int, zero_init: bool, name: str) -> keras.layers.Dense:

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from pipelines.scaling import apply_scaling, invert_scaling, window_level
+from nearcast.pipelines.scaling import apply_scaling, invert_scaling, window_level
 
 _PACKAGE = "nearcast"
 

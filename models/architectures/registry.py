@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from models.architectures import combine, heads, layers
+from nearcast.models.architectures import combine, heads, layers
 
 MODULES = (combine, heads, layers)
 """The modules that define registered classes (all of them)."""

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from conftest import make_settings
-from models.architectures import FAMILIES, build_model
-from models.artifact import load_forecaster, log_forecaster
-from models.config import ModelConfig, TrainConfig
-from models.forecaster import Forecaster, ModelMeta
-from models.job import split_for_training
-from models.training import fit
+from nearcast.models.architectures import FAMILIES, build_model
+from nearcast.models.artifact import load_forecaster, log_forecaster
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.forecaster import Forecaster, ModelMeta
+from nearcast.models.job import split_for_training
+from nearcast.models.training import fit
 
 COMBOS = [
     (cell, head, layers, bidi)

@@ -16,10 +16,10 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from conftest import DATA, Champion
-from models.backtest import backtest
-from models.settings import get_mlflow_settings
-from pipelines.errors import DataValidationError
-from service.cli import app
+from nearcast.models.backtest import backtest
+from nearcast.models.settings import get_mlflow_settings
+from nearcast.pipelines.errors import DataValidationError
+from nearcast.service.cli import app
 
 H = 24
 
@@ -177,7 +177,7 @@ def test_evaluate_cli_skips_a_short_series_and_strict_fails(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
     env |= cli_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
                       "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-m", "service.cli", "evaluate", "--data", str(data),
+    out = subprocess.run([sys.executable, "-m", "nearcast", "evaluate", "--data", str(data),
                           "--folds", "3"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300, check=False)  # the real CLI, its own process
     assert out.returncode == 0, out.stderr

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.baselines import (
+from nearcast.models.baselines import (
     BASELINES,
     acf,
     is_seasonal,

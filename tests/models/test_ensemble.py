@@ -12,13 +12,13 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import LiveServer, make_settings, start_server
-from models import registry
-from models.architectures.combine import Combine, WidenIntervals
-from models.config import EnsembleConfig, ModelConfig, TrainConfig
-from models.ensemble import ensemble_config, interval_factor
-from models.job import train_and_register
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.models.architectures.combine import Combine, WidenIntervals
+from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.ensemble import ensemble_config, interval_factor
+from nearcast.models.job import train_and_register
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 
 def test_median_and_mean_combiners_on_hand_made_members() -> None:

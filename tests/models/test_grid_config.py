@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import TINY_MODEL, Champion
-from models.forecaster import Forecaster, ModelMeta
-from models.jobconfig import JobConfig, JobConfigError, data_config_for
-from pipelines.grid import GridRule
-from service.preparation import prepare_series
-from service.schemas import SeriesIn
+from nearcast.models.forecaster import Forecaster, ModelMeta
+from nearcast.models.jobconfig import JobConfig, JobConfigError, data_config_for
+from nearcast.pipelines.grid import GridRule
+from nearcast.service.preparation import prepare_series
+from nearcast.service.schemas import SeriesIn
 
 
 def _job(tmp_path: Path, data: dict[str, object], model: dict[str, object],
@@ -105,7 +105,7 @@ def test_the_api_fills_gaps_up_to_the_models_max_gap(champion: Champion) -> None
 
 
 def test_retraining_refuses_a_champion_on_another_grid_rule(champion: Champion) -> None:
-    from service.retrain import _load_champion
+    from nearcast.service.retrain import _load_champion
 
     champion.settings.connect()
     ref, job, said = champion.job.version, JobConfig(model=TINY_MODEL), []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.architectures.layers import FoldSteps, ScaleWindow, SeasonalSkip, Unscale
+from nearcast.models.architectures.layers import FoldSteps, ScaleWindow, SeasonalSkip, Unscale
 
 
 def test_fold_groups_consecutive_points_and_unfolds_exactly() -> None:

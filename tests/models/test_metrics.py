@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.metrics import (
+from nearcast.models.metrics import (
     evaluate_forecasts,
     interval_coverage,
     interval_coverage_by_step,

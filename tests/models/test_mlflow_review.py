@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import Champion, make_settings
-from models import tracking
-from models.evaluate_job import evaluate_model
-from pipelines.grid import GridRule
-from pipelines.prepare import regularize
+from nearcast.models import tracking
+from nearcast.models.evaluate_job import evaluate_model
+from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.prepare import regularize
 
 DATA = Path(__file__).parents[1] / "data" / "m4_tiny_long.csv"
 

@@ -7,8 +7,8 @@ the function the training holdout, backtests and the peers benchmark all score t
 import numpy as np
 import pytest
 
-from models.baselines import BASELINES
-from models.evaluation import score_methods
+from nearcast.models.baselines import BASELINES
+from nearcast.models.evaluation import score_methods
 
 SEASON, H = 4, 4
 # Series A: seasonal (0.8, 0.8, 0.8, 1.6) x 50 with the last value raised from 80 to 88;

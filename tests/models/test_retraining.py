@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from models.retraining import TAG_PREFIX, RetrainConfig, decide, read_retrain_section
+from nearcast.models.retraining import TAG_PREFIX, RetrainConfig, decide, read_retrain_section
 
 BASELINES = {"seasonal_naive": {"mase": 0.92, "smape": 5.2}, "naive2": {"mase": 0.99, "smape": 5.4}}
 

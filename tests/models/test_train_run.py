@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from conftest import DATA
-from models.settings import get_mlflow_settings
-from service.cli import app
+from nearcast.models.settings import get_mlflow_settings
+from nearcast.service.cli import app
 
 CSV = DATA / "m4_tiny_long.csv"
 JOB = f"""

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from models.architectures import build_model
-from models.config import ModelConfig, TrainConfig
-from models.job import split_for_training
-from models.training import fit
+from nearcast.models.architectures import build_model
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.job import split_for_training
+from nearcast.models.training import fit
 
 CONFIG = ModelConfig(cell="lstm", units=8, input_size=72, horizon=24, fold=24, season=24,
                      min_history=48)

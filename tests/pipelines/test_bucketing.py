@@ -4,9 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.bucketing import AGGREGATIONS, BucketReport, SeriesBuckets, bucket, infer_freq
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.validation import validate_long
+from nearcast.pipelines.bucketing import (
+    AGGREGATIONS,
+    BucketReport,
+    SeriesBuckets,
+    bucket,
+    infer_freq,
+)
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.validation import validate_long
 
 
 def utc(*stamps: str) -> list[pd.Timestamp]:

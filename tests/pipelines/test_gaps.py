@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.gaps import GapReport, SeriesGaps, fill_gaps
-from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
+from nearcast.pipelines.gaps import GapReport, SeriesGaps, fill_gaps
+from nearcast.pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
 
 nan = np.nan
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.dataset import DataConfig, load_dataset, read_raw
-from pipelines.errors import DataSourceError, DataValidationError, InputError
-from pipelines.sources import read_sql
-from pipelines.validation import drop_short_series, validate_long
+from nearcast.pipelines.dataset import DataConfig, load_dataset, read_raw
+from nearcast.pipelines.errors import DataSourceError, DataValidationError, InputError
+from nearcast.pipelines.sources import read_sql
+from nearcast.pipelines.validation import drop_short_series, validate_long
 
 HEADER = "unique_id,ds,y\n"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.padding import HistoryTooShortError, fit_histories, usable_length
-from pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index
+from nearcast.pipelines.padding import HistoryTooShortError, fit_histories, usable_length
+from nearcast.pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index
 
 SPEC = WindowSpec(input_size=6, horizon=2, fold=2, min_history=2)
 

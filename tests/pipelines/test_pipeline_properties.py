@@ -6,11 +6,11 @@ import tensorflow as tf
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipelines.bucketing import bucket
-from pipelines.gaps import fill_gaps
-from pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
-from pipelines.validation import validate_long
-from pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index
+from nearcast.pipelines.bucketing import bucket
+from nearcast.pipelines.gaps import fill_gaps
+from nearcast.pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
+from nearcast.pipelines.validation import validate_long
+from nearcast.pipelines.windows import SeriesTable, WindowSpec, gather_windows, window_index
 
 START = pd.Timestamp("2024-03-30 20:00", tz="UTC")
 PROPERTY_SETTINGS = settings(

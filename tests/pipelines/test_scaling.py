@@ -6,14 +6,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.scaling import (
+from nearcast.pipelines.scaling import (
     LOG_FLOOR,
     SCALING_RULES,
     apply_scaling,
     invert_scaling,
     window_level,
 )
-from pipelines.windows import SeriesTable, WindowSpec, gather_windows, last_windows, window_index
+from nearcast.pipelines.windows import (
+    SeriesTable,
+    WindowSpec,
+    gather_windows,
+    last_windows,
+    window_index,
+)
 
 
 def t(values: list[list[float]]) -> tf.Tensor:

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.bucketing import bucket
-from pipelines.errors import DataValidationError
-from pipelines.gaps import fill_gaps
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.sources import (
+from nearcast.pipelines.bucketing import bucket
+from nearcast.pipelines.errors import DataValidationError
+from nearcast.pipelines.gaps import fill_gaps
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.sources import (
     ColumnMap,
     from_dataframe,
     load_m4_hourly,
@@ -23,7 +23,7 @@ from pipelines.sources import (
     read_m4_wide,
     read_sql,
 )
-from pipelines.validation import validate_long
+from nearcast.pipelines.validation import validate_long
 
 USER_COLUMNS = ColumnMap(
     unique_id="store", ds="when", y="sales", covariates={"temp": "temperature"}

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.errors import DataValidationError
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.splits import Fold, backtest_folds, train_test_split, train_val_test_split
+from nearcast.pipelines.errors import DataValidationError
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.splits import Fold, backtest_folds, train_test_split, train_val_test_split
 
 HOURS = pd.date_range("2024-01-01", periods=10, freq="h", tz="UTC")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.errors import DataValidationError, Problem
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.validation import ValidationReport, validate_long
+from nearcast.pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.validation import ValidationReport, validate_long
 
 
 def frame(

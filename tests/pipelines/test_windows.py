@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.padding import fit_histories
-from pipelines.schema import DS, UNIQUE_ID, Y
-from pipelines.windows import (
+from nearcast.pipelines.padding import fit_histories
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.windows import (
     SeriesTable,
     WindowSpec,
     balanced_sample,

@@ -18,9 +18,9 @@ import yaml
 from mlflow import MlflowClient
 
 from conftest import DATA
-from models import registry
-from models.settings import MlflowSettings
-from pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.models import registry
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = {"cell": "lstm", "units": 8, "input_size": 72, "horizon": 24, "fold": 24, "season": 24,
@@ -117,7 +117,7 @@ class Proc:
 
 def start_cli(args: list[str], env: dict[str, str]) -> Proc:
     """Start ``python -m service.cli ARGS`` (stdout and stderr merged) in the repo."""
-    popen = subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env,
+    popen = subprocess.Popen([sys.executable, "-m", "nearcast", *args], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc = Proc(popen)
 

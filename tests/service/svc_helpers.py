@@ -22,11 +22,11 @@ import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import TINY_MODEL, TINY_TRAIN, Champion, LiveServer
-from models import registry
-from models.artifact import log_forecaster
-from models.forecaster import Forecaster
-from models.job import JobResult, train_and_register
-from models.settings import MlflowSettings
+from nearcast.models import registry
+from nearcast.models.artifact import log_forecaster
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.settings import MlflowSettings
 
 QUANTILES = [0.1, 0.9]
 USER_KEY, ADMIN_KEY = "user-key-123", "admin-key-456"

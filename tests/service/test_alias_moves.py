@@ -41,17 +41,17 @@ from retrain_helpers import (
 from svc_helpers import wait_for
 
 from conftest import DATA, Champion, free_port, make_settings
-from models import load_check, registry
-from models.retraining import LockConfig
-from models.settings import MlflowSettings
-from service.locks import (
+from nearcast.models import load_check, registry
+from nearcast.models.retraining import LockConfig
+from nearcast.models.settings import MlflowSettings
+from nearcast.service.locks import (
     KEEPALIVES,
     LockBusyError,
     LockLostError,
     alias_lock,
     retrain_lock,
 )
-from service.retrain import RetrainError, run_retrain
+from nearcast.service.retrain import RetrainError, run_retrain
 
 TAG = "nearcast.retrain."
 QUICK_TRAIN = GOOD_TRAIN | {"steps_per_epoch": 20, "verbose": False}
@@ -61,7 +61,7 @@ def _run_cli(args: list[str], settings: MlflowSettings, mode: str = "inprocess"
              ) -> subprocess.CompletedProcess[str]:
     """``nearcast ARGS`` in its own process on ``settings``' store."""
     env = cli_env(settings) | {load_check.ENV: mode}
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "nearcast", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -357,7 +357,7 @@ def test_postgres_lock_has_keepalives_and_notices_a_lost_connection(
 def test_lost_lock_connection_fails_the_retrain_before_promotion(
     champion: Champion, tmp_path: Path, postgres_url: str
 ) -> None:
-    from service.locks import advisory_key
+    from nearcast.service.locks import advisory_key
 
     name = "rt-pg"
     settings = _copies(champion, name, 1)

@@ -21,9 +21,9 @@ from svc_helpers import (
 )
 
 from conftest import Champion, LiveServer, start_server
-from models import registry
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 NAME = "tinyf"
 

@@ -18,10 +18,10 @@ from fastapi import FastAPI
 from svc_helpers import ADMIN_KEY, AUTH, USER_KEY, series_body
 
 from conftest import Champion, LiveServer, start_server, stop_server
-from service.app import create_app
-from service.edge import AuthConfigError, check_bind
-from service.logs import JsonFormatter
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.edge import AuthConfigError, check_bind
+from nearcast.service.logs import JsonFormatter
+from nearcast.service.settings import ApiSettings
 
 DOCS = ("/openapi.json", "/docs", "/redoc")
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from svc_helpers import metric, post, scrape, series_body, wait_for
 
 from conftest import Champion, LiveServer, start_server, stop_server
-from service.app import create_app
-from service.batching import MicroBatcher
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.batching import MicroBatcher
+from nearcast.service.settings import ApiSettings
 
 
 @pytest.fixture(scope="module")

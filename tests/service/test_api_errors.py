@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from svc_helpers import ADMIN_KEY, AUTH, USER_KEY, post, series_body
 
 from conftest import Champion, LiveServer, start_server, stop_server
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 Body = dict[str, Any]
 

@@ -13,11 +13,11 @@ import pytest
 from svc_helpers import QuantileModel, metric, post, scrape, series_body, train_quantile_model
 
 from conftest import Champion, LiveServer, start_server, stop_server
-from pipelines.prepare import regularize
-from service.app import create_app
-from service.schemas import FLOAT32_MAX, ForecastResponse
-from service.settings import ApiSettings
-from service.timestamps import TIME_RANGE, TIMESTAMP_PATTERN
+from nearcast.pipelines.prepare import regularize
+from nearcast.service.app import create_app
+from nearcast.service.schemas import FLOAT32_MAX, ForecastResponse
+from nearcast.service.settings import ApiSettings
+from nearcast.service.timestamps import TIME_RANGE, TIMESTAMP_PATTERN
 
 HOUR = pd.Timedelta(hours=1)
 

@@ -17,8 +17,8 @@ import pytest
 from svc_helpers import series_body
 
 from conftest import Champion, LiveServer, start_server, stop_server
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 Body = dict[str, Any]
 ADMITTED = 2  # NEARCAST_MAX_CONCURRENT_REQUESTS of this module's server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.settings import ApiSettings
+from nearcast.service.settings import ApiSettings
 
 
 def test_key_lists_read_json_or_commas(monkeypatch: pytest.MonkeyPatch) -> None:

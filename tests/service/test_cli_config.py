@@ -22,11 +22,11 @@ from retrain_helpers import MODEL, REPO, champion_version, cli_env
 from typer.testing import CliRunner
 
 from conftest import DATA, Champion
-from models import registry
-from models.evaluate_job import evaluate_model
-from models.settings import MlflowSettings, get_mlflow_settings
-from service.cli import app
-from service.job_target import NoDataError, evaluation_data, read_job
+from nearcast.models import registry
+from nearcast.models.evaluate_job import evaluate_model
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.service.cli import app
+from nearcast.service.job_target import NoDataError, evaluation_data, read_job
 
 NAME = "job-own-model"
 COLUMNS = {"unique_id": "store", "ds": "when", "y": "sales"}
@@ -35,7 +35,7 @@ COLUMNS = {"unique_id": "store", "ds": "when", "y": "sales"}
 def _nearcast(args: list[str], settings: MlflowSettings) -> subprocess.CompletedProcess[str]:
     env = cli_env(settings) | {"NEARCAST_LOAD_CHECK": "inprocess"}
     assert "NEARCAST_MODEL_NAME" not in env  # the default name has no versions in this store
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "nearcast", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

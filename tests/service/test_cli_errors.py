@@ -27,9 +27,9 @@ import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from models.settings import MlflowSettings, get_mlflow_settings
-from service.cli import app
-from service.cli_errors import EXIT_FAILED, EXIT_INPUT, reported, set_verbose
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.service.cli import app
+from nearcast.service.cli_errors import EXIT_FAILED, EXIT_INPUT, reported, set_verbose
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("NEARCAST_TEST_POSTGRES_URL",
@@ -118,7 +118,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, store: MlflowSettings) -> dic
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
     env |= {"NEARCAST_HOME": str(store.home), "NEARCAST_EXPERIMENT": "cli",
             "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=work,
+    procs = {name: subprocess.Popen([sys.executable, "-m", "nearcast", *args], cwd=work,
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for name, args in cases.items()}
     out = {}

@@ -24,9 +24,9 @@ from mlflow import MlflowClient
 from retrain_helpers import MODEL, REPO
 
 from conftest import DATA
-from models.training import EpochLog
-from service.cli_errors import reported, set_verbose
-from service.progress import EpochProgress, describe_epoch
+from nearcast.models.training import EpochLog
+from nearcast.service.cli_errors import reported, set_verbose
+from nearcast.service.progress import EpochProgress, describe_epoch
 
 BUDGET = 600
 # TensorFlow's C++ log lines (I0000 00:00:... port.cc:153] ...), absl's pre-init warning,
@@ -49,7 +49,7 @@ def test_train_shows_epochs_and_no_start_up_chatter(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NEARCAST_", "MLFLOW_", "TF_", "GRPC_", "GLOG_"))}
     env |= {"NEARCAST_HOME": str(tmp_path / "home"), "NEARCAST_LOAD_CHECK": "inprocess"}
-    done = subprocess.run([sys.executable, "-m", "service.cli", "train", "--config", str(job),
+    done = subprocess.run([sys.executable, "-m", "nearcast", "train", "--config", str(job),
                            "--no-register"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr

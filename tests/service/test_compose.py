@@ -28,10 +28,10 @@ from pydantic_settings import BaseSettings
 from typer.exceptions import TyperException
 
 from conftest import free_port
-from models.settings import MlflowSettings
-from service.cli import app as nearcast_cli
-from service.edge import check_bind
-from service.settings import ApiSettings
+from nearcast.models.settings import MlflowSettings
+from nearcast.service.cli import app as nearcast_cli
+from nearcast.service.edge import check_bind
+from nearcast.service.settings import ApiSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker" / "compose.yaml"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from conftest import Champion, LiveServer, start_server
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 
 def test_forecast_over_http_matches_pyfunc(

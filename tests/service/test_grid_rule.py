@@ -21,17 +21,17 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL, TINY_TRAIN, Champion, LiveServer, start_server, stop_server
-from models import registry
-from models.backtest import backtest
-from models.evaluate_job import evaluate_model
-from models.job import JobResult, train_and_register
-from models.jobconfig import JobConfig
-from models.settings import MlflowSettings
-from pipelines.dataset import load_dataset
-from pipelines.grid import GridRule
-from service.app import create_app
-from service.cli import app as cli
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.models.backtest import backtest
+from nearcast.models.evaluate_job import evaluate_model
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.jobconfig import JobConfig
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.dataset import load_dataset
+from nearcast.pipelines.grid import GridRule
+from nearcast.service.app import create_app
+from nearcast.service.cli import app as cli
+from nearcast.service.settings import ApiSettings
 
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
 TRAIN = {"epochs": 1, "steps_per_epoch": 4, "batch_size": 32, "verbose": False}

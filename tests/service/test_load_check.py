@@ -18,13 +18,13 @@ import tensorflow as tf
 from retrain_helpers import corrupt_keras_file
 
 from conftest import TINY_MODEL, Champion
-from models import load_check, registry
-from models.architectures import build_model
-from models.architectures.registry import MODULES, registered_names
-from models.artifact import log_forecaster
-from models.ensemble import join_members
-from models.forecaster import Forecaster, ModelMeta
-from models.load_check import LoadCheckError, check_mode, probe_history, verifier
+from nearcast.models import load_check, registry
+from nearcast.models.architectures import build_model
+from nearcast.models.architectures.registry import MODULES, registered_names
+from nearcast.models.artifact import log_forecaster
+from nearcast.models.ensemble import join_members
+from nearcast.models.forecaster import Forecaster, ModelMeta
+from nearcast.models.load_check import LoadCheckError, check_mode, probe_history, verifier
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def _ensemble() -> Forecaster:
 _FRESH = """
 import json, sys
 import numpy as np
-from models.forecaster import Forecaster   # the only nearcast import before loading
+from nearcast.models.forecaster import Forecaster   # the only nearcast import before loading
 args = json.loads(sys.argv[1])
 history = np.asarray(args["history"], np.float32)
 out = {k: Forecaster.load(p).forecast([history]).values.tolist() for k, p in args["saved"].items()}

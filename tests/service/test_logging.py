@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.logs import (
+from nearcast.service.logs import (
     REQUEST_ID,
     JsonFormatter,
     LogSettings,

@@ -28,7 +28,7 @@ _NATIVE_TF = re.compile(r"WARNING: All log messages before absl::InitializeLog\(
 
 
 def _run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", "serve", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "nearcast", "serve", *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -191,7 +191,7 @@ def _alive(pid: int) -> bool:
 def test_ui_stops_everything_it_started(tmp_path: Path) -> None:
     port = free_port()
     env = cli_env(make_settings(tmp_path)) | {"NEARCAST_HOME": str(tmp_path / "home")}
-    popen = subprocess.Popen([sys.executable, "-m", "service.cli", "ui", "--port", str(port)],
+    popen = subprocess.Popen([sys.executable, "-m", "nearcast", "ui", "--port", str(port)],
                              cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     tree: dict[int, tuple[int, int, str]] = {}

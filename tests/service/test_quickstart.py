@@ -8,9 +8,9 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from conftest import free_port, make_settings
-from models.registry import version_for_alias
-from service.quickstart import run_quickstart
-from service.settings import ApiSettings
+from nearcast.models.registry import version_for_alias
+from nearcast.service.quickstart import run_quickstart
+from nearcast.service.settings import ApiSettings
 
 
 def test_quickstart_trains_registers_serves_and_forecasts(tmp_path: Path) -> None:
@@ -38,9 +38,9 @@ def test_quickstart_trains_registers_serves_and_forecasts(tmp_path: Path) -> Non
 
 def test_quickstart_yaml_is_the_quickstart_job() -> None:
     # configs/quickstart.yaml documents the quickstart as a `nearcast train` job; they must agree
-    from models.jobconfig import JobConfig
-    from pipelines.dataset import DataConfig
-    from service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
+    from nearcast.models.jobconfig import JobConfig
+    from nearcast.pipelines.dataset import DataConfig
+    from nearcast.service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
 
     job = JobConfig.from_yaml(Path(__file__).parents[2] / "configs" / "quickstart.yaml")
     assert job.model == QUICKSTART_MODEL

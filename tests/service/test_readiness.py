@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from svc_helpers import post, register_copy, series_body, wait_for
 
 from conftest import Champion, LiveServer, free_port
-from models import registry
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 NAME = "tinyr"  # registered, but no version holds 'champion' until the test promotes one
 

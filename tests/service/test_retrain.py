@@ -38,16 +38,16 @@ from retrain_helpers import (
 from typer.testing import CliRunner
 
 from conftest import LiveServer, make_settings, start_server
-from models import registry
-from models.config import ModelConfig, TrainConfig
-from models.job import JobResult, train_and_register
-from models.retraining import LockConfig
-from models.settings import MlflowSettings, get_mlflow_settings
-from service.app import create_app
-from service.cli import app as cli_app
-from service.locks import LockBusyError, advisory_key, lock_backend, retrain_lock
-from service.retrain import EXIT_BUSY, RetrainError, run_retrain
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.retraining import LockConfig
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.service.app import create_app
+from nearcast.service.cli import app as cli_app
+from nearcast.service.locks import LockBusyError, advisory_key, lock_backend, retrain_lock
+from nearcast.service.retrain import EXIT_BUSY, RetrainError, run_retrain
+from nearcast.service.settings import ApiSettings
 
 NAME = "tiny-rt"
 TAG = "nearcast.retrain."

@@ -12,7 +12,13 @@ import pytest
 from retrain_helpers import champion_version, cli_env, start_cli, tiny_frame, write_job
 
 from conftest import make_settings
-from service.scheduler import Runner, build_scheduler, cron_trigger, crontab_weekdays, load_jobs
+from nearcast.service.scheduler import (
+    Runner,
+    build_scheduler,
+    cron_trigger,
+    crontab_weekdays,
+    load_jobs,
+)
 
 
 def _record(line: str) -> dict[str, object]:

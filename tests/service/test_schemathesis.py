@@ -21,8 +21,8 @@ import pytest
 from svc_helpers import metric, scrape
 
 from conftest import TINY_MODEL, Champion, LiveServer, start_server, stop_server
-from service.app import create_app
-from service.settings import ApiSettings
+from nearcast.service.app import create_app
+from nearcast.service.settings import ApiSettings
 
 HERE = Path(__file__).parent
 ST = Path(sys.executable).parent / "st"

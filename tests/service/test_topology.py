@@ -34,13 +34,13 @@ from topology_helpers import (
 )
 
 from conftest import Champion, LiveServer, free_port, start_server
-from models import registry
-from models.config import ModelConfig, TrainConfig
-from models.job import JobResult, train_and_register
-from models.settings import MlflowSettings
-from service.app import create_app
-from service.retrain import run_retrain
-from service.settings import ApiSettings
+from nearcast.models import registry
+from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.settings import MlflowSettings
+from nearcast.service.app import create_app
+from nearcast.service.retrain import run_retrain
+from nearcast.service.settings import ApiSettings
 
 NAME = "it-tiny"
 # The challenger of the retraining step: a little training, far better than the weak v1.

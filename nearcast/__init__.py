@@ -1,0 +1,3 @@
+"""nearcast: recurrent forecasters, tracked in MLflow, served over HTTP."""
+
+__version__ = "0.1.0"

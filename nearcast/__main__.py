@@ -1,0 +1,5 @@
+"""``python -m nearcast``: the ``nearcast`` command."""
+
+from nearcast.service.cli import app
+
+app(prog_name="nearcast")
