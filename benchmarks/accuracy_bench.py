@@ -2,7 +2,7 @@
 
 Each config (``configs/lstm.yaml``, ``configs/gru.yaml``, ``configs/m4-hourly.yaml``: 4 members
 served as one model) is trained through the same code path
-as ``nearcast train`` (:func:`models.job.train_and_register`, into a throwaway MLflow store under
+as ``nearcast train`` (:func:`nearcast.models.train.train`, into a throwaway MLflow store under
 ``benchmarks/results/tmp/``). The last ``horizon`` = 48 points of every series are held out;
 training and early stopping never see them. Reported per config: sMAPE, MASE and OWA (relative
 to Naive2) of the model, naive, seasonal naive and Naive2 on that holdout; the training wall
@@ -71,9 +71,10 @@ def _forecast_seconds(job: Any, frame: Any, horizon: int) -> float:
 
 def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str, Any]:
     """Train one config into ``store``; returns its scores and timings."""
-    from nearcast.models.job import train_and_register
+    from nearcast.models.estimator import Nearcast
     from nearcast.models.jobconfig import JobConfig
     from nearcast.models.settings import MlflowSettings
+    from nearcast.models.train import train
     from nearcast.pipelines.dataset import load_dataset
 
     job_cfg = JobConfig.from_yaml(path)
@@ -88,8 +89,8 @@ def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str,
     settings = MlflowSettings(home=store / path.stem, experiment="accuracy-bench",
                               model_name=f"bench-{path.stem}")
     t0 = time.perf_counter()
-    job = train_and_register(data.frame, job_cfg.model, train_cfg, settings, data.source,
-                             grid=data.grid, ensemble=ensemble)
+    run = job_cfg.model_copy(update={"data": data_cfg, "train": train_cfg, "ensemble": ensemble})
+    job = train(Nearcast.from_job(run), settings, data)
     job_seconds = time.perf_counter() - t0
     scores = {m: {k: job.evaluation.scores[m][k] for k in ("smape", "mase", "owa", "mae", "rmse")}
               for m in METHODS}
@@ -101,7 +102,7 @@ def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str,
         "members": len(job.members),
         "epochs_run": len(job.training.epochs), "best_epoch": job.training.best_epoch,
         "stop_reason": job.training.stop_reason,
-        "train_seconds": sum(r.seconds for r in job.members),
+        "train_seconds": sum(m.result.seconds for m in job.members),
         "interval_coverage": job.evaluation.intervals,
         "job_seconds": job_seconds,
         "forecast_seconds": _forecast_seconds(job, data.frame, job_cfg.model.horizon),

@@ -33,9 +33,10 @@ REQUESTS, QUICK_REQUESTS, MAX_SECONDS = 400, 60, 120.0
 def _train(home: Path) -> dict[str, Any]:
     """Register ``single`` and ``ensemble`` (champions) in an embedded store under ``home``."""
     from nearcast.models import registry
-    from nearcast.models.job import train_and_register
+    from nearcast.models.estimator import Nearcast
     from nearcast.models.jobconfig import JobConfig
     from nearcast.models.settings import MlflowSettings
+    from nearcast.models.train import train as train_model
     from nearcast.pipelines.dataset import load_dataset
 
     job = JobConfig.from_yaml(CONFIG)
@@ -44,8 +45,8 @@ def _train(home: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, ensemble in (("single", None), ("ensemble", job.ensemble)):
         settings = MlflowSettings(home=home, experiment="latency", model_name=name)
-        result = train_and_register(data.frame, job.model, train, settings, data.source,
-                                    ensemble=ensemble)
+        spec = job.model_copy(update={"train": train, "ensemble": ensemble})
+        result = train_model(Nearcast.from_job(spec), settings, data)
         assert result.version is not None
         registry.promote(settings.connect(), name, result.version.version, "benchmark")
         out[name] = settings

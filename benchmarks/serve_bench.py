@@ -47,15 +47,17 @@ TARGETS = {"c16_ratio_min": 30.0, "c16_p99_ms_max": 30.0, "c1_p50_ms_max": 5.0}
 def train(home: Path, budget: float) -> dict[str, Any]:
     """Train the quickstart model, register it and make it champion; returns its facts."""
     from nearcast.models import registry
-    from nearcast.models.job import train_and_register
+    from nearcast.models.estimator import Nearcast
     from nearcast.models.settings import MlflowSettings
-    from nearcast.pipelines.dataset import DataConfig, load_dataset
-    from nearcast.service.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
+    from nearcast.models.train import train as train_model
+    from nearcast.pipelines.dataset import load_dataset
+    from nearcast.service.quickstart import quickstart_job
 
     settings = MlflowSettings(home=home, model_name=NAME, experiment="serve-bench")
-    data = load_dataset(DataConfig(source="m4_hourly"))
-    train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget, "verbose": False})
-    job = train_and_register(data.frame, QUICKSTART_MODEL, train_cfg, settings, data.source)
+    spec = quickstart_job(budget)
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"verbose": False})})
+    data = load_dataset(spec.data)
+    job = train_model(Nearcast.from_job(spec), settings, data)
     assert job.version is not None
     registry.promote(settings.connect(), NAME, job.version.version, "serve benchmark")
     tail = data.frame[data.frame["unique_id"] == data.frame["unique_id"].iloc[0]].tail(168)

@@ -8,7 +8,7 @@ in the scaled space, :func:`models.losses.make_loss`) and validation windows (th
 before the 48 held-out points of each series, scored after every epoch), for the same fixed
 number of epochs x steps:
 
-* ``nearcast``: :func:`models.training.fit` on :func:`models.job.split_for_training` windows:
+* ``nearcast``: :func:`models.training.fit` on :func:`models.fitting.split_for_training` windows:
   series kept once in memory, every batch gathered on the fly (``pipelines.windows``), windows
   drawn so every series weighs the same, custom ``tf.function`` step;
 * ``tutorial``: every training window of every series materialised up front as numpy arrays
@@ -94,7 +94,7 @@ def run_nearcast(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     import keras
 
     from nearcast.models.architectures import build_model
-    from nearcast.models.job import split_for_training
+    from nearcast.models.fitting import split_for_training
     from nearcast.models.training import fit
 
     t0 = time.perf_counter()
@@ -155,7 +155,7 @@ def run_tutorial(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     import keras
 
     from nearcast.models.architectures import build_model
-    from nearcast.models.job import split_for_training
+    from nearcast.models.fitting import split_for_training
     from nearcast.models.losses import make_loss
 
     t0 = time.perf_counter()

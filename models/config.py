@@ -1,10 +1,13 @@
-"""Configuration of a forecaster and of its training, validated in one place."""
+"""Configuration of a forecaster, its training and its retraining, validated in one place.
+
+Each class is the schema of one section of a job file (:class:`models.jobconfig.JobConfig`).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nearcast.pipelines.grid import GridRule, same_freq
 from nearcast.pipelines.window_runs import WindowSpec
@@ -12,6 +15,11 @@ from nearcast.pipelines.window_runs import WindowSpec
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Head = Literal["direct", "autoregressive"]
 Loss = Literal["mae", "mse", "pinball"]
+Metric = Literal["smape", "mase", "owa", "mae", "rmse"]
+"""The accuracy metrics every method is scored on (lower is better)."""
+METRICS: tuple[Metric, ...] = get_args(Metric)
+"""The metric names, in the order score tables show them."""
+Baseline = Literal["naive", "seasonal_naive", "naive2"]
 
 
 class ModelConfig(BaseModel):
@@ -163,4 +171,59 @@ class EnsembleConfig(BaseModel):
         return out
 
 
-__all__ = ["Cell", "EnsembleConfig", "Head", "Loss", "ModelConfig", "TrainConfig"]
+class LockConfig(BaseModel):
+    """How concurrent retrainings of one model are kept apart (see :mod:`service.retraining.lock`).
+
+    ``auto`` takes a PostgreSQL advisory lock when the lock URL (default: the tracking URI) is
+    ``postgresql…``, else a file lock under ``<NEARCAST_HOME>/locks`` (one machine only). Both
+    are released by the operating system or the database when the process dies. The model's
+    alias lock (taken around the promotion, and by ``promote``/``rollback``) uses the same
+    backend; ``timeout`` is the wait for the retraining lock only (the alias lock waits 30 s).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "file", "postgres"] = "auto"
+    url: str | None = Field(None, description="PostgreSQL URL; default the tracking URI.")
+    directory: str | None = Field(None, description="Folder of lock files; default HOME/locks.")
+    timeout: float = Field(0.0, ge=0.0, description="Seconds to wait; 0 fails at once.")
+
+
+class RetrainConfig(BaseModel):
+    """The ``retrain:`` section: the champion/challenger gate, the schedule and the lock.
+
+    The gate itself is :func:`service.retraining.gate.decide`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Metric = "mase"
+    margin: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Relative improvement needed: challenger < champion * (1 - margin).",
+    )
+    baseline: Baseline = Field(
+        "seasonal_naive", description="With no champion yet, the challenger must beat this."
+    )
+    warm_start: bool = Field(False, description="Start from the champion's weights.")
+    schedule: str | None = Field(
+        None, description="Cron expression for `nearcast scheduler` (5 fields, or 6 with "
+                          "leading seconds)."
+    )
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = Field(
+        600, ge=1, description="A run late by more than this (scheduler down) is skipped."
+    )
+    lock: LockConfig = Field(default_factory=LockConfig)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) not in (5, 6):
+            raise ValueError(f"cron expression {value!r} needs 5 fields (minute hour day month "
+                             "weekday) or 6 (seconds first)")
+        return value
+
+
+__all__ = ["METRICS", "Baseline", "Cell", "EnsembleConfig", "Head", "LockConfig", "Loss",
+           "Metric", "ModelConfig", "RetrainConfig", "TrainConfig"]

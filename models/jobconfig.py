@@ -1,8 +1,8 @@
-"""The YAML file behind ``nearcast train`` (data, model, training), and evaluation data specs.
+"""The YAML file behind ``nearcast train``/``retrain`` (data, model, training, retraining).
 
-Reading a file never needs TensorFlow, so a mistake in it is reported within a second. Every
-error is a :class:`JobConfigError` naming the file and the key, e.g.
-``configs/x.yaml: data.pth: unknown key (did you mean 'path'?)``.
+Also the data specs of ``nearcast evaluate``. Reading a file never needs TensorFlow, so a
+mistake in it is reported within a second. Every error is a :class:`JobConfigError` naming the
+file and the key, e.g. ``configs/x.yaml: data.pth: unknown key (did you mean 'path'?)``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
-from nearcast.models.retraining import RetrainConfig
+from nearcast.models.config import EnsembleConfig, ModelConfig, RetrainConfig, TrainConfig
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.errors import InputError
 from nearcast.pipelines.validation import drop_short_series
@@ -138,6 +137,32 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise JobConfigError(f"{path}: expected a mapping of keys at the top level, "
                              f"got {type(raw).__name__}")
     return raw
+
+
+def read_retrain_section(path: str | Path) -> tuple[str | None, RetrainConfig]:
+    """The model name override and the ``retrain:`` section of a job file, read lightly.
+
+    For the scheduler and the retraining lock, before the rest of the file is validated (by
+    :class:`JobConfig`, once the lock is held).
+
+    Raises:
+        JobConfigError: naming the file when it is not YAML, not a mapping or the section is
+            invalid.
+    """
+    try:
+        raw: Any = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise JobConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise JobConfigError(f"{path}: expected a mapping at the top level")
+    name = raw.get("model_name")
+    try:
+        cfg = RetrainConfig.model_validate(raw.get("retrain") or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"retrain.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise JobConfigError(f"{path}: invalid 'retrain' section: {problems}") from exc
+    return (str(name) if name else None), cfg
 
 
 def validate_in_file(
@@ -261,6 +286,7 @@ __all__ = [
     "data_config_for",
     "data_config_from_spec",
     "read_mapping",
+    "read_retrain_section",
     "validate_in_file",
     "with_model_rules",
 ]

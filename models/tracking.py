@@ -54,13 +54,18 @@ def log_config(model: ModelConfig, train: TrainConfig, extra: dict[str, Any]) ->
     mlflow.log_dict(resolved, "config/resolved.json")
 
 
-def log_epoch(log: EpochLog) -> None:
-    """Per-epoch curves: train/val loss, gradient global norm, learning rate, epoch time."""
-    mlflow.log_metrics(
-        {"train_loss": log.train_loss, "val_loss": log.val_loss, "grad_norm": log.grad_norm,
-         "learning_rate": log.learning_rate, "epoch_seconds": log.seconds},
-        step=log.epoch,
-    )
+def log_curves(epochs: list[EpochLog], started: float) -> None:
+    """Per-epoch curves (train/val loss, gradient global norm, learning rate, epoch time).
+
+    Each epoch is stamped with the time it ended (``started`` + its elapsed seconds), so a fit
+    logged after it finished shows the curves as they happened.
+    """
+    for log in epochs:
+        mlflow.log_metrics(
+            {"train_loss": log.train_loss, "val_loss": log.val_loss, "grad_norm": log.grad_norm,
+             "learning_rate": log.learning_rate, "epoch_seconds": log.seconds},
+            step=log.epoch, timestamp=int((started + log.elapsed) * 1000),
+        )
 
 
 def log_dataset(df: pd.DataFrame, source: str, name: str, context: str = "training") -> str:
@@ -161,5 +166,5 @@ def run_tags(source: str, kind: str = "training") -> dict[str, str]:
 
 
 __all__ = ["NOTE", "data_label", "git_commit", "log_backtest", "log_config", "log_dataset",
-           "log_epoch", "log_evaluation", "log_series_report", "model_label", "nearcast_version",
+           "log_curves", "log_evaluation", "log_series_report", "model_label", "nearcast_version",
            "run_link", "run_tags", "score_table"]

@@ -35,7 +35,9 @@ def _quiet_tensorflow() -> None:
 
 @app.command()
 def quickstart(
-    budget: Annotated[float, typer.Option(help="Training wall-clock budget, seconds.")] = 90.0,
+    budget: Annotated[float | None, typer.Option(
+        help="Training wall-clock budget, seconds (default: configs/quickstart.yaml's "
+        "train.max_seconds).")] = None,
     serve: Annotated[bool, typer.Option(help="Keep serving after the demo request.")] = True,
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
@@ -72,7 +74,7 @@ def train(
 
         job = JobConfig.from_yaml(config)
         data = load_dataset(job.data)
-        frame, skipped = job.usable_for_training(data.frame, strict)
+        _, skipped = job.usable_for_training(data.frame, strict)  # said before TensorFlow loads
         for uid, n in list(skipped.items())[:10]:
             typer.echo(f"skipped series {uid}: {n} points, training needs at least "
                        f"{job.min_series_length()}")
@@ -80,21 +82,18 @@ def train(
             typer.echo(f"skipped ... and {len(skipped) - 10} more series")
         for line in data.prepared.summary_lines(skipped):
             typer.echo(line)
+        from nearcast.models.estimator import Nearcast
+        from nearcast.models.load_check import LoadCheckError
         from nearcast.models.settings import get_mlflow_settings
+        from nearcast.models.train import train as train_model
+        from nearcast.models.training import TrainingDivergedError
 
         settings = get_mlflow_settings()
         if job.model_name:
             settings = settings.model_copy(update={"model_name": job.model_name})
-        from nearcast.models.job import train_and_register
-        from nearcast.models.load_check import LoadCheckError
-        from nearcast.models.training import TrainingDivergedError
-
         try:
-            result = train_and_register(frame, job.model, job.train, settings, data.source,
-                                        register=register, grid=data.grid,
-                                        ensemble=job.ensemble,
-                                        tags={"nearcast.series_skipped": str(len(skipped))},
-                                        data_report=data.prepared.series_report(skipped))
+            result = train_model(Nearcast.from_job(job), settings, data, register=register,
+                                 strict=strict)
         except (TrainingDivergedError, LoadCheckError) as exc:
             # Diverged: the run is FAILED, nothing registered. Load check failed: the version
             # is registered without any alias and tagged with the reason.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from importlib import resources
 
 import httpx
 import numpy as np
@@ -12,34 +13,43 @@ import pandas as pd
 import uvicorn
 
 from nearcast.models import registry
-from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.estimator import Nearcast
+from nearcast.models.jobconfig import JobConfig
 from nearcast.models.settings import MlflowSettings
-from nearcast.pipelines.dataset import DataConfig, load_dataset
+from nearcast.models.train import Trained, train
+from nearcast.pipelines.dataset import load_dataset
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 from nearcast.service.app import create_app
 from nearcast.service.settings import ApiSettings
 
-QUICKSTART_MODEL = ModelConfig(cell="lstm", units=64, input_size=168, horizon=48, fold=24,
-                               season=24, min_history=48)
-QUICKSTART_TRAIN = TrainConfig(epochs=150, steps_per_epoch=50, batch_size=256, max_seconds=90,
-                               patience=15, learning_rate=2e-3)
+QUICKSTART_YAML = resources.files("nearcast") / "configs" / "quickstart.yaml"
+"""The quickstart's job (shipped with the package): ``nearcast train --config`` runs it too."""
+
+
+def quickstart_job(budget: float | None = None) -> JobConfig:
+    """The packaged quickstart job, with ``budget`` seconds of training when given."""
+    with resources.as_file(QUICKSTART_YAML) as path:
+        job = JobConfig.from_yaml(path)
+    if budget is not None:
+        job = job.model_copy(update={"train": job.train.model_copy(
+            update={"max_seconds": budget})})
+    return job
 
 
 def _say(msg: str) -> None:
     print(f"[nearcast] {msg}", flush=True)
 
 
-def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult, pd.DataFrame]:
+def _train(settings: MlflowSettings, job: JobConfig) -> tuple[Trained, pd.DataFrame]:
     _say("loading the bundled M4 Hourly training series (synthetic hourly timestamps)")
-    data = load_dataset(DataConfig(source="m4_hourly"))
+    data = load_dataset(job.data)
     n = data.frame[UNIQUE_ID].nunique()
     _say(f"{n} series, {len(data.frame)} points; training an LSTM forecaster "
-         f"(horizon 48, input 7 days; budget {train_cfg.max_seconds:.0f}s)")
+         f"(horizon {job.model.horizon}, input {job.model.input_size} steps; budget "
+         f"{job.train.max_seconds:.0f}s)")
     for line in data.prepared.summary_lines():
         _say(line)
-    result = train_and_register(data.frame, QUICKSTART_MODEL, train_cfg, settings, data.source,
-                                grid=data.grid, data_report=data.prepared.series_report())
+    result = train(Nearcast.from_job(job), settings, data)
     _say(f"run {result.run_id}: {len(result.training.epochs)} epochs in "
          f"{result.training.seconds:.0f}s ({result.training.stop_reason})")
     for method, s in result.evaluation.scores.items():
@@ -47,10 +57,10 @@ def _train(settings: MlflowSettings, train_cfg: TrainConfig) -> tuple[JobResult,
     return result, data.frame
 
 
-def _request_body(frame: pd.DataFrame) -> dict[str, object]:
+def _request_body(frame: pd.DataFrame, window: int) -> dict[str, object]:
     """The newest window of the first series, regular from its first timestamp."""
     first = frame[frame[UNIQUE_ID] == frame[UNIQUE_ID].iloc[0]]
-    tail = first.tail(QUICKSTART_MODEL.input_size)
+    tail = first.tail(window)
     return {"series": [{"id": str(tail[UNIQUE_ID].iloc[0]),
                         "start": tail[DS].iloc[0].isoformat(),
                         "values": np.round(tail[Y].to_numpy(), 3).tolist()}]}
@@ -59,8 +69,8 @@ def _request_body(frame: pd.DataFrame) -> dict[str, object]:
 def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | None,
                    serve_forever: bool = True) -> dict[str, object]:
     """Train, register, promote, serve and send one forecast request; returns its JSON."""
-    train_cfg = QUICKSTART_TRAIN.model_copy(update={"max_seconds": budget or 90.0})
-    result, frame = _train(settings, train_cfg)
+    job = quickstart_job(budget)
+    result, frame = _train(settings, job)
     assert result.version is not None
     client = settings.connect()
     registry.promote(client, settings.model_name, result.version.version, "quickstart")
@@ -73,7 +83,8 @@ def run_quickstart(settings: MlflowSettings, api: ApiSettings, budget: float | N
     base = f"http://{api.host}:{api.port}"
     _wait_ready(base, 60.0)
     _say(f"serving on {base} (docs: {base}/docs)")
-    answer = httpx.post(f"{base}/v1/forecast", json=_request_body(frame), timeout=30).json()
+    body = _request_body(frame, job.model.input_size)
+    answer = httpx.post(f"{base}/v1/forecast", json=body, timeout=30).json()
     print(json.dumps(answer, indent=2), flush=True)
     _say(f"MLflow UI on the same store: nearcast ui   (tracking URI "
          f"{settings.resolved_tracking_uri()})")
@@ -101,4 +112,4 @@ def _wait_ready(base: str, timeout: float) -> None:
     raise RuntimeError(f"the API at {base} did not become ready within {timeout:.0f}s")
 
 
-__all__ = ["QUICKSTART_MODEL", "QUICKSTART_TRAIN", "run_quickstart"]
+__all__ = ["QUICKSTART_YAML", "quickstart_job", "run_quickstart"]

@@ -14,7 +14,8 @@ from nearcast.service.auth import check_key, require_admin, require_key
 from nearcast.service.errors import ApiError
 from nearcast.service.forecasting import run_forecast
 from nearcast.service.heap import settle_heap
-from nearcast.service.schemas import ErrorBody, ForecastResponse, ModelInfo, ReloadResult
+from nearcast.service.model_schemas import ModelInfo, ReloadResult
+from nearcast.service.schemas import ErrorBody, ForecastResponse
 from nearcast.service.state import AppState, State
 from nearcast.service.store import ModelStore
 

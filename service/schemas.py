@@ -28,7 +28,6 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from nearcast.pipelines.grid import Aggregation, GapPolicy, TimeZone
 from nearcast.service.settings import MAX_HORIZON_CAP, MAX_POINTS_CAP, MAX_SERIES_CAP
 from nearcast.service.timestamps import Timestamp
 
@@ -206,59 +205,6 @@ class ForecastResponse(BaseModel):
     series: list[SeriesOut] = Field(description="One forecast per request series, in order.")
 
 
-class ModelInfo(BaseModel):
-    """One configured model name: what is served and how the alias follower is doing."""
-
-    name: str = Field(description="Registered model name.", examples=["nearcast-m4-hourly"])
-    alias: str = Field(description="Alias the server follows.", examples=["champion"])
-    version: int | None = Field(None, description="Served version; null before the first "
-                                "successful load.", examples=[3])
-    run_id: str | None = Field(None, description="MLflow run that trained the served version.",
-                               examples=["0f5c1f0d6a8e4f1b9c3d2e1f0a9b8c7d"])
-    loaded_at: datetime | None = Field(None, description="When the served version was loaded.",
-                                       examples=["2024-01-08T00:00:00Z"])
-    freq: str | None = Field(None, description="Grid frequency (pandas alias).", examples=["h"])
-    horizon: int | None = Field(None, description="Longest horizon (steps).", examples=[48])
-    input_size: int | None = Field(None, description="Input window (points).", examples=[168])
-    min_history: int | None = Field(None, description="Shortest accepted history.",
-                                    examples=[48])
-    quantiles: list[float] = Field(default_factory=list, examples=[[0.1, 0.5, 0.9]],
-                                   description="Quantiles the model was trained with.")
-    cell: str | None = Field(None, description="Recurrent cell.", examples=["lstm"])
-    scaling: str | None = Field(None, description="Per-window scaling rule.",
-                                examples=["log_level"])
-    agg: Aggregation | None = Field(None, description="How the points falling into one grid "
-                                    "bucket are combined (the model's grid rule).",
-                                    examples=["mean"])
-    gap_policy: GapPolicy | None = Field(None, description="How missing grid values are "
-                                         "filled.", examples=["linear"])
-    max_gap: int | None = Field(None, description="Longest run of missing grid values filled; "
-                                "null: any.", examples=[None])
-    timezone: TimeZone | None = Field(None, description="Time zone of the grid; naive "
-                                      "timestamps are read in it.", examples=["UTC"])
-    metrics: dict[str, float] = Field(default_factory=dict, description="Holdout scores.",
-                                      examples=[{"smape": 13.6, "mase": 1.25, "owa": 0.61}])
-    last_check: datetime | None = Field(None, description="Last registry poll.",
-                                        examples=["2024-01-08T00:00:30Z"])
-    last_error: str | None = Field(None, description="Why the newest version is not served.",
-                                   examples=[None])
-    failed_version: int | None = Field(None, description="Version that failed to load or warm.",
-                                       examples=[None])
-    registry_reachable: bool | None = Field(None, description="Whether the last poll reached "
-                                            "the registry.", examples=[True])
-
-
-class ReloadResult(BaseModel):
-    """Outcome of a forced alias check."""
-
-    name: str = Field(description="Registered model name.", examples=["nearcast-m4-hourly"])
-    swapped: bool = Field(description="True when a new version was loaded and swapped in.",
-                          examples=[True])
-    version: int | None = Field(description="Version served now.", examples=[4])
-    last_error: str | None = Field(None, description="Why the alias' version is not served.",
-                                   examples=[None])
-
-
 class ErrorDetail(BaseModel):
     """One problem of a request."""
 
@@ -314,5 +260,5 @@ def request_model(max_series: int = MAX_SERIES_CAP,
 
 __all__ = ["FLOAT32_MAX", "MAX_LISTED_PROBLEMS", "ErrorBody", "ErrorDetail", "ForecastRequest",
            "ForecastResponse",
-           "ModelInfo", "PipelineReport", "Provenance", "ReloadResult", "SeriesIn", "SeriesOut",
+           "PipelineReport", "Provenance", "SeriesIn", "SeriesOut",
            "Timestamp", "Value", "request_model"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -22,9 +23,13 @@ import pytest
 import uvicorn
 
 from nearcast.models import registry
-from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.job import JobResult, train_and_register
+from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.estimator import Nearcast
+from nearcast.models.jobconfig import JobConfig
 from nearcast.models.settings import MlflowSettings
+from nearcast.models.train import Trained, train
+from nearcast.pipelines.dataset import DataConfig
+from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.schema import DS
 
 DATA = Path(__file__).parent / "data"
@@ -48,19 +53,29 @@ def make_settings(root: Path, name: str = "tiny") -> MlflowSettings:
     return MlflowSettings(home=root / ".nearcast", model_name=name, experiment="tests")
 
 
+def train_tiny(df: pd.DataFrame, model: ModelConfig, train_cfg: TrainConfig,
+               settings: MlflowSettings, source: str = "tests:m4_tiny", *,
+               grid: GridRule | None = None, ensemble: EnsembleConfig | None = None,
+               **options: Any) -> Trained:
+    """Train ``df`` as `nearcast train` does (a Nearcast fit, logged and registered)."""
+    data = DataConfig(**(grid or GridRule(freq=model.freq)).model_dump())
+    job = JobConfig(data=data, model=model, train=train_cfg, ensemble=ensemble)
+    return train(Nearcast.from_job(job), settings, df, source=source, **options)
+
+
 @dataclass(frozen=True)
 class Champion:
     """A trained, registered champion in a temporary store."""
 
     settings: MlflowSettings
-    job: JobResult
+    job: Trained
 
 
 @pytest.fixture(scope="session")
 def champion(tmp_path_factory: pytest.TempPathFactory, tiny_df: pd.DataFrame) -> Champion:
     """Train the tiny model once per session, register it and make it champion."""
     settings = make_settings(tmp_path_factory.mktemp("store"))
-    job = train_and_register(tiny_df, TINY_MODEL, TINY_TRAIN, settings, "tests:m4_tiny")
+    job = train_tiny(tiny_df, TINY_MODEL, TINY_TRAIN, settings)
     assert job.version is not None
     registry.promote(settings.connect(), settings.model_name, job.version.version, "tests")
     return Champion(settings, job)

@@ -13,8 +13,8 @@ from conftest import make_settings
 from nearcast.models.architectures import FAMILIES, build_model
 from nearcast.models.artifact import load_forecaster, log_forecaster
 from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.fitting import split_for_training
 from nearcast.models.forecaster import Forecaster, ModelMeta
-from nearcast.models.job import split_for_training
 from nearcast.models.training import fit
 
 COMBOS = [

@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import LiveServer, make_settings, start_server
+from conftest import LiveServer, make_settings, start_server, train_tiny
 from nearcast.models import registry
 from nearcast.models.architectures.combine import Combine, WidenIntervals
 from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.ensemble import ensemble_config, interval_factor
-from nearcast.models.job import train_and_register
 from nearcast.service.app import create_app
 from nearcast.service.settings import ApiSettings
 
@@ -68,7 +67,7 @@ def test_ensemble_trains_logs_members_and_registers_one_model(
     ens = EnsembleConfig(members=[{"seed": 1}, {"seed": 2, "input_size": 48},
                                   {"seed": 3, "cell": "lstm"}])
     train = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=32, verbose=False)
-    job = train_and_register(tiny_df, base, train, settings, "tests:m4_tiny", ensemble=ens)
+    job = train_tiny(tiny_df, base, train, settings, "tests:m4_tiny", ensemble=ens)
     client = MlflowClient(settings.resolved_tracking_uri())
     children = client.search_runs(
         [client.get_run(job.run_id).info.experiment_id],

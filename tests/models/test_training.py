@@ -8,7 +8,7 @@ import pandas as pd
 
 from nearcast.models.architectures import build_model
 from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.job import split_for_training
+from nearcast.models.fitting import split_for_training
 from nearcast.models.training import fit
 
 CONFIG = ModelConfig(cell="lstm", units=8, input_size=72, horizon=24, fold=24, season=24,

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import TINY_MODEL, TINY_TRAIN, Champion, LiveServer
+from conftest import TINY_MODEL, TINY_TRAIN, Champion, LiveServer, train_tiny
 from nearcast.models import registry
 from nearcast.models.artifact import log_forecaster
 from nearcast.models.forecaster import Forecaster
-from nearcast.models.job import JobResult, train_and_register
 from nearcast.models.settings import MlflowSettings
+from nearcast.models.train import Trained
 
 QUANTILES = [0.1, 0.9]
 USER_KEY, ADMIN_KEY = "user-key-123", "admin-key-456"
@@ -38,7 +38,7 @@ class QuantileModel:
     """A tiny quantile model registered as ``tinyq@champion`` in the champion's store."""
 
     settings: MlflowSettings
-    job: JobResult
+    job: Trained
 
 
 def train_quantile_model(champion: Champion, tiny_df: pd.DataFrame) -> QuantileModel:
@@ -47,7 +47,7 @@ def train_quantile_model(champion: Champion, tiny_df: pd.DataFrame) -> QuantileM
     config = TINY_MODEL.model_copy(update={"quantiles": QUANTILES})
     config = type(config).model_validate(config.model_dump())  # re-run the validator (adds 0.5)
     train = TINY_TRAIN.model_copy(update={"epochs": 1, "loss": "pinball"})
-    job = train_and_register(tiny_df, config, train, settings, "tests:m4_tiny")
+    job = train_tiny(tiny_df, config, train, settings, "tests:m4_tiny")
     assert job.version is not None
     registry.promote(settings.connect(), "tinyq", job.version.version, "tests")
     return QuantileModel(settings, job)

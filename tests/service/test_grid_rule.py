@@ -20,13 +20,23 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import TINY_MODEL, TINY_TRAIN, Champion, LiveServer, start_server, stop_server
+from conftest import (
+    TINY_MODEL,
+    TINY_TRAIN,
+    Champion,
+    LiveServer,
+    start_server,
+    stop_server,
+    train_tiny,
+)
 from nearcast.models import registry
 from nearcast.models.backtest import backtest
+from nearcast.models.estimator import Nearcast
 from nearcast.models.evaluate_job import evaluate_model
-from nearcast.models.job import JobResult, train_and_register
 from nearcast.models.jobconfig import JobConfig
 from nearcast.models.settings import MlflowSettings
+from nearcast.models.train import Trained as TrainedModel
+from nearcast.models.train import train
 from nearcast.pipelines.dataset import load_dataset
 from nearcast.pipelines.grid import GridRule
 from nearcast.service.app import create_app
@@ -48,7 +58,7 @@ class Trained:
     job_file: Path
     data_file: Path
     settings: MlflowSettings
-    job: JobResult
+    job: TrainedModel
 
     @property
     def uri(self) -> str:
@@ -88,8 +98,7 @@ def _train_job(champion: Champion, folder: Path, name: str, data: pd.DataFrame,
     job = JobConfig.from_yaml(job_file)
     loaded = load_dataset(job.data)
     settings = champion.settings.model_copy(update={"model_name": name})
-    result = train_and_register(loaded.frame, job.model, job.train, settings, loaded.source,
-                                grid=loaded.grid)
+    result = train(Nearcast.from_job(job), settings, loaded)
     assert result.version is not None
     registry.promote(settings.connect(), name, result.version.version, "tests")
     return Trained(job_file, data_file, settings, result)
@@ -221,13 +230,13 @@ def test_data_and_model_frequency_disagree_before_training(
             "as data.freq") in out.output
     assert not home.exists()  # no MLflow store opened, so no run created
 
-    client = champion.settings.connect()  # the same rule for a caller of train_and_register
+    client = champion.settings.connect()  # the same rule for a Python caller
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = len(client.search_runs(experiments))
     frame = pd.DataFrame({"unique_id": "a", "y": 1.0,
                           "ds": pd.date_range("2024-01-01", periods=200, freq="D", tz="UTC")})
     explicit = TINY_MODEL.model_copy(update={"freq": "h"})
     with pytest.raises(ValueError, match=r"model.freq 'h' differs from data.freq 'D'"):
-        train_and_register(frame, explicit, TINY_TRAIN, champion.settings, "tests",
+        train_tiny(frame, explicit, TINY_TRAIN, champion.settings, "tests",
                            grid=GridRule(freq="D"))
     assert len(client.search_runs(experiments)) == runs

@@ -35,7 +35,7 @@ def test_every_module_with_registered_classes_is_in_the_registry() -> None:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "register_keras_serializable":
-                defining.add(".".join(path.relative_to(REPO).with_suffix("").parts))
+                defining.add(".".join(("nearcast", *path.relative_to(REPO).with_suffix("").parts)))
     assert defining == {m.__name__ for m in MODULES}
     assert {"nearcast>TakeLast", "nearcast>Combine", "nearcast>WidenIntervals",
             "nearcast>AutoregressiveHead", "nearcast>SeasonalSkip"} <= set(registered_names())

@@ -37,12 +37,12 @@ from retrain_helpers import (
 )
 from typer.testing import CliRunner
 
-from conftest import LiveServer, make_settings, start_server
+from conftest import LiveServer, make_settings, start_server, train_tiny
 from nearcast.models import registry
 from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.job import JobResult, train_and_register
 from nearcast.models.retraining import LockConfig
 from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.models.train import Trained
 from nearcast.service.app import create_app
 from nearcast.service.cli import app as cli_app
 from nearcast.service.locks import LockBusyError, advisory_key, lock_backend, retrain_lock
@@ -81,9 +81,9 @@ class Store:
             return False
 
 
-def _champion(root: Path, df: pd.DataFrame) -> tuple[MlflowSettings, JobResult]:
+def _champion(root: Path, df: pd.DataFrame) -> tuple[MlflowSettings, Trained]:
     settings = make_settings(root, NAME)
-    job = train_and_register(df, ModelConfig(**MODEL),
+    job = train_tiny(df, ModelConfig(**MODEL),
                              TrainConfig(**GOOD_TRAIN | {"verbose": False}), settings, "tests")
     assert job.version is not None
     registry.promote(settings.connect(), NAME, job.version.version, "tests")

@@ -33,11 +33,11 @@ from topology_helpers import (
     postgres_base,
 )
 
-from conftest import Champion, LiveServer, free_port, start_server
+from conftest import Champion, LiveServer, free_port, start_server, train_tiny
 from nearcast.models import registry
 from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.job import JobResult, train_and_register
 from nearcast.models.settings import MlflowSettings
+from nearcast.models.train import Trained
 from nearcast.service.app import create_app
 from nearcast.service.retrain import run_retrain
 from nearcast.service.settings import ApiSettings
@@ -66,7 +66,7 @@ class Topology:
     backend: str
     settings: MlflowSettings
     data: Path
-    first: JobResult
+    first: Trained
 
     def champion_in_postgres(self) -> int | None:
         """The champion's version read straight from MLflow's tables in PostgreSQL."""
@@ -91,7 +91,7 @@ def topology(backend_uri: str, tmp_path_factory: pytest.TempPathFactory,
                                   registry_backoff=0)
         data = root / "data.csv"
         tiny_df.to_csv(data, index=False)
-        first = train_and_register(tiny_df, ModelConfig(**WORSE_MODEL),
+        first = train_tiny(tiny_df, ModelConfig(**WORSE_MODEL),
                                    TrainConfig(**WORSE_TRAIN | {"verbose": False}), settings,
                                    "tests:m4_tiny")
         assert first.version is not None and first.version.version == 1

@@ -2,7 +2,7 @@
 
 Every step before the promotion can fail (bad data, a NaN loss, registry errors) and none of
 them touches ``champion``: the alias moves in one registry call, the last step that can fail.
-A diverged challenger is never registered (:func:`models.job.train_and_register`). The
+A diverged challenger is never registered (:func:`nearcast.models.train.train`). The
 decision, both scores and the baselines go into a ``retrain`` MLflow run (the challenger's
 training run is its child) and into tags on the model versions.
 
@@ -169,7 +169,8 @@ def _challenge(
     job: JobConfig, settings: MlflowSettings, client: MlflowClient, run_id: str,
     before: registry.VersionRef | None, held: HeldLock, echo: Echo,
 ) -> RetrainOutcome:
-    from nearcast.models.job import train_and_register
+    from nearcast.models.estimator import Nearcast
+    from nearcast.models.train import train
     from nearcast.pipelines.dataset import load_dataset
 
     name = settings.model_name
@@ -179,10 +180,8 @@ def _challenge(
     champion = _load_champion(name, before, job, data.grid, echo)
     weights = _warm_start(job, champion, client, run_id, echo)
     echo("training the challenger")
-    trained = train_and_register(data.frame, job.model, job.train, settings, data.source,
-                                 grid=data.grid, init_weights=weights,
-                                 tags={"mlflow.parentRunId": run_id}, ensemble=job.ensemble,
-                                 data_report=data.prepared.series_report())
+    trained = train(Nearcast.from_job(job), settings, data, warm_start=weights,
+                    tags={"mlflow.parentRunId": run_id})
     if trained.version is None:  # register=True always registers; keep mypy and readers sure
         raise RetrainError("the challenger was not registered")
     challenger = trained.version

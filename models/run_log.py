@@ -1,0 +1,167 @@
+"""Record a fit in MLflow: one run (with a child run per ensemble member), then the registry.
+
+:func:`log_fit` writes what :func:`nearcast.models.fitting.fit_forecaster` produced: the
+config and grid rule as params, the dataset, the curves (stamped with the times they happened),
+the holdout scores next to the baselines, the plots, the per-series data report, a markdown
+description and the pyfunc model; it registers the model (alias ``challenger``) only once the
+new version loads back in a fresh process. :func:`log_failed_fit` records a diverged fit as a
+FAILED run, and nothing is registered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from nearcast.models import load_check, registry, tracking
+from nearcast.models.artifact import log_forecaster
+from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.fitting import FitDivergedError, Fitted, Member
+from nearcast.models.settings import MlflowSettings
+from nearcast.pipelines.grid import GridRule
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Where a fit was recorded: its run, its logged model and (when registered) the version."""
+
+    run_id: str
+    model_uri: str
+    version: registry.VersionRef | None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run says about its fit beyond the fit itself."""
+
+    source: str
+    frame: pd.DataFrame
+    grid: GridRule
+    config: ModelConfig
+    train: TrainConfig
+    ensemble: EnsembleConfig | None = None
+    run_name: str | None = None
+    tags: dict[str, str] | None = None
+    data_report: pd.DataFrame | None = None
+
+    def name(self) -> str:
+        """``train <architecture> <data>`` unless a name was given."""
+        members = len(self.ensemble.members) if self.ensemble else 0
+        return self.run_name or (f"train {tracking.model_label(self.config, members)} "
+                                 f"{tracking.data_label(self.source)}")
+
+
+def _open_run(client: MlflowClient, experiment_id: str, spec: RunSpec, started: float) -> str:
+    """A new run that began when the fit did (its tags may make it a child run)."""
+    tags = tracking.run_tags(spec.source) | (spec.tags or {})
+    run = client.create_run(experiment_id, start_time=int(started * 1000), tags=tags,
+                            run_name=spec.name())
+    return str(run.info.run_id)
+
+
+def _log_params(spec: RunSpec) -> None:
+    shape = {"source": spec.source, "series": int(spec.frame["unique_id"].nunique()),
+             "points": len(spec.frame)}
+    tracking.log_config(spec.config, spec.train, shape | spec.grid.model_dump())
+    if spec.ensemble is not None:
+        mlflow.log_dict(spec.ensemble.model_dump(), "config/ensemble.json")
+
+
+def _log_members(client: MlflowClient, experiment_id: str, parent: str, members: list[Member],
+                 started: float, failed: bool = False) -> None:
+    """One child run per ensemble member: its config, curves, stop reason and own scores."""
+    t0 = started
+    for i, m in enumerate(members):
+        child = client.create_run(experiment_id, start_time=int(t0 * 1000),
+                                  tags={"mlflow.parentRunId": parent}, run_name=f"member-{i}")
+        with mlflow.start_run(run_id=child.info.run_id, nested=True):
+            tracking.log_config(m.config, m.train, {"member": i})
+            _log_training(m, t0)
+            mlflow.log_metrics({f"model_{k}": v for k, v in m.scores.items()})
+            status = "FAILED" if failed and i == len(members) - 1 else "FINISHED"
+        client.set_terminated(child.info.run_id, status)
+        mlflow.log_metrics({f"member{i}_{k}": v for k, v in m.scores.items()})
+        t0 += m.result.seconds
+
+
+def _log_training(member: Member, started: float) -> None:
+    tracking.log_curves(member.result.epochs, started)
+    mlflow.set_tags({"nearcast.stop_reason": member.result.stop_reason,
+                     "nearcast.best_epoch": str(member.result.best_epoch)})
+
+
+def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: bool = True
+            ) -> Logged:
+    """Record ``fitted`` as a training run and (with ``register``) a new model version.
+
+    Raises:
+        LoadCheckError: the registered version does not load back from the registry in a fresh
+            process (:mod:`nearcast.models.load_check`); it stays registered without an alias
+            (tagged ``nearcast.load_check=failed``) and the run is marked FAILED.
+    """
+    client = settings.connect()
+    experiment_id = settings.ensure_experiment(client)
+    run_id = _open_run(client, experiment_id, spec, fitted.started)
+    forecaster, table, config = fitted.forecaster, fitted.table, fitted.forecaster.config
+    with mlflow.start_run(run_id=run_id):
+        if spec.data_report is not None:
+            tracking.log_series_report(spec.data_report)
+        _log_params(spec)
+        digest = tracking.log_dataset(spec.frame, spec.source, name=spec.source.rsplit("/", 1)[-1])
+        if spec.ensemble is None:
+            _log_training(fitted.members[0], fitted.started)
+        else:
+            _log_members(client, experiment_id, run_id, fitted.members, fitted.started)
+            if fitted.interval_factor is not None:
+                mlflow.log_metric("interval_factor", fitted.interval_factor)
+        forecaster.meta = forecaster.meta.model_copy(update={
+            "data_digest": digest, "data_source": spec.source,
+            "nearcast_version": tracking.nearcast_version()})
+        mlflow.log_metric("train_seconds", fitted.train_seconds)
+        histories = [table.series(i)[: -config.horizon] for i in range(len(table.ids))]
+        tracking.log_evaluation(fitted.evaluation, fitted.members[0].result.epochs, histories)
+        scores = tracking.score_table(fitted.evaluation.scores)
+        mlflow.set_tag(tracking.NOTE, _run_note(spec, len(table.ids), len(table.values), scores))
+        info = log_forecaster(forecaster)
+        version = None
+        if register:  # alias challenger only once the version loads back (a fresh process)
+            trained_by = tracking.run_link(experiment_id, run_id)
+            version = registry.register(
+                client, settings.model_name, info.model_uri, run_id, {"data_digest": digest},
+                verify=load_check.verifier(settings, client, forecaster),
+                description=f"### Holdout scores (last {config.horizon} steps)\n\n{scores}\n\n"
+                f"### Aliases\n\n- **challenger**: trained by run {trained_by} ({spec.name()})")
+    return Logged(run_id, info.model_uri, version)
+
+
+def log_failed_fit(error: FitDivergedError, spec: RunSpec, settings: MlflowSettings) -> str:
+    """Record a diverged fit as a FAILED run (curves up to the divergence); returns its id."""
+    client = settings.connect()
+    experiment_id = settings.ensure_experiment(client)
+    run_id = _open_run(client, experiment_id, spec, error.started)
+    with mlflow.start_run(run_id=run_id):
+        _log_params(spec)
+        if spec.ensemble is None:
+            _log_training(error.members[-1], error.started)
+        else:
+            _log_members(client, experiment_id, run_id, error.members, error.started, True)
+        mlflow.set_tag(tracking.NOTE, f"**{spec.name()}**: {error} at epoch "
+                       f"{len(error.members[-1].result.epochs)}; nothing was registered.")
+    client.set_terminated(run_id, "FAILED")
+    return run_id
+
+
+def _run_note(spec: RunSpec, series: int, points: int, scores: str) -> str:
+    """The run's markdown description: the score table first, then what was trained on what."""
+    rule = ", ".join(f"{k} `{v}`" for k, v in spec.grid.model_dump().items())
+    note = (f"Holdout scores against the baselines (**{spec.name()}**):\n\n{scores}\n\n"
+            f"Data: `{spec.source}`, {series} series, {points} points on the grid ({rule}).")
+    if spec.data_report is not None:
+        note += "\n\nPer-series data report: artifact `data/series_report.json`."
+    return note
+
+
+__all__ = ["Logged", "RunSpec", "log_failed_fit", "log_fit"]

@@ -1,0 +1,95 @@
+"""The training job behind ``nearcast train``, the quickstart and ``nearcast retrain``.
+
+One way to train: a :class:`~nearcast.models.estimator.Nearcast` fit, then its MLflow record
+(:meth:`~nearcast.models.estimator.Nearcast.log`). A fit that diverges leaves a FAILED run and
+registers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nearcast.models.estimator import Nearcast
+from nearcast.models.evaluation import Evaluation
+from nearcast.models.fitting import FitDivergedError, Member
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.registry import VersionRef
+from nearcast.models.run_log import Logged
+from nearcast.models.settings import MlflowSettings
+from nearcast.models.training import TrainingDivergedError, TrainResult
+from nearcast.pipelines.dataset import LoadedData
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted model and where it was recorded."""
+
+    model: Nearcast
+    logged: Logged
+
+    @property
+    def run_id(self) -> str:
+        """The training run."""
+        return self.logged.run_id
+
+    @property
+    def model_uri(self) -> str:
+        """The logged model (``models:/m-…``)."""
+        return self.logged.model_uri
+
+    @property
+    def version(self) -> VersionRef | None:
+        """The registered version (alias ``challenger``), None when not registered."""
+        return self.logged.version
+
+    @property
+    def forecaster(self) -> Forecaster:
+        """The trained forecaster."""
+        return self.model.forecaster
+
+    @property
+    def evaluation(self) -> Evaluation:
+        """Holdout scores of the model and the baselines."""
+        assert self.model.fitted is not None
+        return self.model.fitted.evaluation
+
+    @property
+    def members(self) -> list[Member]:
+        """Each trained network (one for a single model)."""
+        assert self.model.fitted is not None
+        return self.model.fitted.members
+
+    @property
+    def training(self) -> TrainResult:
+        """The (first) network's training: epochs, stop reason, seconds."""
+        return self.members[0].result
+
+
+def train(
+    model: Nearcast, settings: MlflowSettings, data: pd.DataFrame | LoadedData | None = None, *,
+    register: bool = True, strict: bool = False, warm_start: list[np.ndarray] | None = None,
+    tags: Mapping[str, str] | None = None, run_name: str | None = None,
+    source: str | None = None,
+) -> Trained:
+    """Fit ``model`` (on ``data``, default its job's ``data:``), record the run, register.
+
+    Raises:
+        TrainingDivergedError: the loss went NaN/inf; the run is FAILED, nothing registered.
+        LoadCheckError: the new version does not load back in a fresh process; it stays
+            without an alias and the run is FAILED.
+        DataValidationError: naming series and rows of what is wrong in the data.
+    """
+    try:
+        model.fit(data, strict=strict, warm_start=warm_start, source=source)
+    except FitDivergedError as exc:
+        run_id = model.log_failure(exc, settings=settings, tags=tags, run_name=run_name)
+        raise TrainingDivergedError(f"{exc} (run {run_id})") from exc
+    logged = model.log(register=register, settings=settings, tags=tags, run_name=run_name)
+    return Trained(model, logged)
+
+
+__all__ = ["Trained", "train"]
