@@ -71,6 +71,7 @@ def _forecast_seconds(job: Any, frame: Any, horizon: int) -> float:
 
 def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str, Any]:
     """Train one config into ``store``; returns its scores and timings."""
+    from nearcast.models.config import METRICS
     from nearcast.models.estimator import Nearcast
     from nearcast.models.jobconfig import JobConfig
     from nearcast.models.settings import MlflowSettings
@@ -92,8 +93,7 @@ def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str,
     run = job_cfg.model_copy(update={"data": data_cfg, "train": train_cfg, "ensemble": ensemble})
     job = train(Nearcast.from_job(run), settings, data)
     job_seconds = time.perf_counter() - t0
-    scores = {m: {k: job.evaluation.scores[m][k] for k in ("smape", "mase", "owa", "mae", "rmse")}
-              for m in METHODS}
+    scores = {m: {k: job.evaluation.scores[m][k] for k in METRICS} for m in METHODS}
     model, snaive = scores["model"], scores["seasonal_naive"]
     return {
         "config": str(path.relative_to(ROOT)), "model": job_cfg.model.model_dump(),

@@ -143,14 +143,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="statsforecast worker processes (default: 2)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
+    from nearcast.models.config import METRICS
     from nearcast.models.evaluation import score_methods
 
     conditions = machine_info()
     train, ids, insample, actual = load_holdout(QUICK_SERIES if args.quick else None)
     forecasts, timing = forecast_all(train, ids, insample, args.n_jobs)
     scores = score_methods(forecasts, actual, insample, SEASON)
-    rows = [{"method": m, **{k: scores[m][k] for k in ("smape", "mase", "owa", "mae", "rmse")},
-             **timing[m]} for m in forecasts]
+    rows = [{"method": m, **{k: scores[m][k] for k in METRICS}, **timing[m]} for m in forecasts]
     print_table(rows, ["method", "smape", "mase", "owa", "fit_forecast_seconds"],
                 title=f"M4 Hourly, {len(ids)} series, last {HORIZON} points held out")
     result = {

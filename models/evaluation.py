@@ -28,7 +28,7 @@ class Evaluation:
         ids: series keys, shape ``(S,)``.
         actual: held-out values, shape ``(S, H)``.
         forecasts: method name -> point forecasts ``(S, H)`` (``model`` and each baseline).
-        scores: method name -> ``{"mae", "rmse", "smape", "mase", "owa"}``.
+        scores: method name -> metric name (:data:`models.config.METRICS`) -> value.
         by_step: ``{"smape": (H,), "mase": (H,)}`` for the model.
         intervals: for quantile models, coverage of each central interval.
     """

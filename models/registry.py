@@ -6,8 +6,8 @@ why and the previous champion in version tags, so :func:`rollback` can undo it.
 Alias moves are compare-and-set: :func:`move_champion` re-reads ``champion`` right before
 moving it and refuses (:class:`AliasMovedError`) when it no longer points where the caller read
 it. Callers that may race (``promote``, ``rollback``, ``retrain``) hold the model's alias lock
-(:func:`service.locks.alias_lock`) around the re-read and the move. Promoting the current
-champion changes nothing.
+(:func:`service.retraining.lock.alias_lock`) around the re-read and the move. Promoting the
+current champion changes nothing.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.pandas_dataset import from_pandas
 
 from nearcast.models.backtest import Backtest
-from nearcast.models.config import ModelConfig, TrainConfig
+from nearcast.models.config import METRICS, ModelConfig, TrainConfig
 from nearcast.models.evaluation import Evaluation
 from nearcast.models.plots import backtest_by_fold, error_by_step, forecasts_vs_actual, loss_curves
 from nearcast.models.training import EpochLog
@@ -83,9 +83,7 @@ def log_evaluation(ev: Evaluation, epochs: list[EpochLog], histories: list[np.nd
     for step, (s, m) in enumerate(zip(ev.by_step["smape"], ev.by_step["mase"], strict=True), 1):
         mlflow.log_metrics({"model_smape_by_step": float(s), "model_mase_by_step": float(m)},
                            step=step)
-    table = {"method": list(ev.scores)} | {
-        k: [ev.scores[m][k] for m in ev.scores] for k in ("smape", "mase", "owa", "mae", "rmse")
-    }
+    table = {"method": list(ev.scores)} | {k: [ev.scores[m][k] for m in ev.scores] for k in METRICS}
     mlflow.log_table(pd.DataFrame(table), "evaluation/scores.json")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

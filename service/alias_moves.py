@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from nearcast.models import registry
 from nearcast.models.settings import MlflowSettings
-from nearcast.service.locks import alias_lock
+from nearcast.service.retraining.lock import alias_lock
 
 Echo = Callable[[str], None]
 

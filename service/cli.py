@@ -239,9 +239,9 @@ def retrain(
     import logging
     import signal
 
-    from nearcast.service.locks import LockBusyError
     from nearcast.service.logs import configure_logging
-    from nearcast.service.retrain import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
+    from nearcast.service.retraining.job import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
+    from nearcast.service.retraining.lock import LockBusyError
 
     configure_logging()
     log = logging.getLogger("nearcast.retrain")
@@ -282,7 +282,7 @@ def scheduler(
     )],
 ) -> None:
     """Run `nearcast retrain` for each job file on its cron schedule until SIGTERM/Ctrl-C."""
-    from nearcast.service.scheduler import run_scheduler
+    from nearcast.service.retraining.schedule import run_scheduler
 
     try:
         code = run_scheduler(config)

@@ -25,24 +25,19 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 
 from nearcast.models import registry
-from nearcast.models.retraining import (
-    TAG_PREFIX,
-    Decision,
-    LockConfig,
-    decide,
-    read_retrain_section,
-)
+from nearcast.models.config import LockConfig
+from nearcast.models.jobconfig import JobConfig, read_retrain_section
 from nearcast.models.settings import MlflowSettings, get_mlflow_settings
-from nearcast.service import retrain_records as records
-from nearcast.service.locks import HeldLock, alias_lock, retrain_lock
-from nearcast.service.retrain_records import RUN_KIND, Echo, version_label
+from nearcast.service.retraining import records
+from nearcast.service.retraining.gate import TAG_PREFIX, Decision, decide
+from nearcast.service.retraining.lock import HeldLock, alias_lock, retrain_lock
+from nearcast.service.retraining.records import Echo, version_label
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from nearcast.models.forecaster import Forecaster
-    from nearcast.models.jobconfig import JobConfig
     from nearcast.pipelines.grid import GridRule
 
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
@@ -120,8 +115,6 @@ def run_retrain(
         settings = settings.model_copy(update={"model_name": name})
     with retrain_lock(settings, settings.model_name, cfg.lock, warn=echo) as held:
         echo(f"holding the {held}")
-        from nearcast.models.jobconfig import JobConfig
-
         try:
             job = JobConfig.from_yaml(config)
         except ValueError as exc:
@@ -303,5 +296,4 @@ def _score(
     return h, scores | {k: v for k, v in new.items() if k != "model"}
 
 
-__all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_OK", "RUN_KIND", "RetrainError", "RetrainOutcome",
-           "run_retrain"]
+__all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_OK", "RetrainError", "RetrainOutcome", "run_retrain"]

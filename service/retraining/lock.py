@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from filelock import FileLock, Timeout
 
-from nearcast.models.retraining import LockConfig
+from nearcast.models.config import LockConfig
 from nearcast.models.settings import MlflowSettings
 from nearcast.pipelines.errors import first_line
 

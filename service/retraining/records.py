@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from nearcast.models.registry import VersionRef
-from nearcast.models.retraining import TAG_PREFIX, Decision
+from nearcast.service.retraining.gate import TAG_PREFIX, Decision
 
 if TYPE_CHECKING:
     from nearcast.models.jobconfig import JobConfig

@@ -36,13 +36,14 @@ from apscheduler.events import (
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from nearcast.models.retraining import RetrainConfig, read_retrain_section
+from nearcast.models.config import RetrainConfig
+from nearcast.models.jobconfig import read_retrain_section
 from nearcast.service.logs import configure_logging
 
 log = logging.getLogger("nearcast.scheduler")
 
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_EXIT_BUSY = 3  # service.retrain.EXIT_BUSY; not imported to keep MLflow out of the scheduler
+_EXIT_BUSY = 3  # job.EXIT_BUSY; not imported, to keep MLflow out of the scheduler
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def test_the_api_fills_gaps_up_to_the_models_max_gap(champion: Champion) -> None
 
 
 def test_retraining_refuses_a_champion_on_another_grid_rule(champion: Champion) -> None:
-    from nearcast.service.retrain import _load_champion
+    from nearcast.service.retraining.job import _load_champion
 
     champion.settings.connect()
     ref, job, said = champion.job.version, JobConfig(model=TINY_MODEL), []

@@ -1,4 +1,7 @@
-"""The champion/challenger gate: pure decisions over scores, and the retrain config section."""
+"""The champion/challenger gate: pure decisions over scores, and the retrain config section.
+
+The gate is :mod:`service.retraining.gate`; the section's schema is in :mod:`models.config`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from nearcast.models.retraining import TAG_PREFIX, RetrainConfig, decide, read_retrain_section
+from nearcast.models.config import METRICS, RetrainConfig
+from nearcast.models.jobconfig import JobConfigError, read_retrain_section
+from nearcast.service.retraining.gate import TAG_PREFIX, decide
 
 BASELINES = {"seasonal_naive": {"mase": 0.92, "smape": 5.2}, "naive2": {"mase": 0.99, "smape": 5.4}}
 
@@ -81,6 +86,14 @@ def test_config_validation_names_the_problem() -> None:
     assert RetrainConfig(schedule="*/5 * * * * *").schedule == "*/5 * * * * *"
 
 
+def test_every_metric_can_be_the_gate_metric() -> None:
+    assert METRICS == ("smape", "mase", "owa", "mae", "rmse")
+    scores = dict.fromkeys(METRICS, 1.0)
+    for metric in METRICS:
+        d = decide(RetrainConfig(metric=metric), scores | {metric: 0.5}, scores, BASELINES)
+        assert d.promote and d.metric == metric
+
+
 def test_read_retrain_section(tmp_path: Path) -> None:
     job = tmp_path / "job.yaml"
     job.write_text("model_name: m1\nmodel: {units: 8}\nretrain: {margin: 0.03, schedule: "
@@ -93,7 +106,7 @@ def test_read_retrain_section(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("retrain: {margin: -1}\n")
     expected = "bad.yaml: invalid 'retrain' section: retrain.margin: Input should be greater"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(JobConfigError, match=expected):
         read_retrain_section(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ValueError, match="bad.yaml: expected a mapping"):

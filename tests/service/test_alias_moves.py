@@ -42,16 +42,16 @@ from svc_helpers import wait_for
 
 from conftest import DATA, Champion, free_port, make_settings
 from nearcast.models import load_check, registry
-from nearcast.models.retraining import LockConfig
+from nearcast.models.config import LockConfig
 from nearcast.models.settings import MlflowSettings
-from nearcast.service.locks import (
+from nearcast.service.retraining.job import RetrainError, run_retrain
+from nearcast.service.retraining.lock import (
     KEEPALIVES,
     LockBusyError,
     LockLostError,
     alias_lock,
     retrain_lock,
 )
-from nearcast.service.retrain import RetrainError, run_retrain
 
 TAG = "nearcast.retrain."
 QUICK_TRAIN = GOOD_TRAIN | {"steps_per_epoch": 20, "verbose": False}
@@ -357,7 +357,7 @@ def test_postgres_lock_has_keepalives_and_notices_a_lost_connection(
 def test_lost_lock_connection_fails_the_retrain_before_promotion(
     champion: Champion, tmp_path: Path, postgres_url: str
 ) -> None:
-    from nearcast.service.locks import advisory_key
+    from nearcast.service.retraining.lock import advisory_key
 
     name = "rt-pg"
     settings = _copies(champion, name, 1)

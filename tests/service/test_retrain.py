@@ -39,14 +39,18 @@ from typer.testing import CliRunner
 
 from conftest import LiveServer, make_settings, start_server, train_tiny
 from nearcast.models import registry
-from nearcast.models.config import ModelConfig, TrainConfig
-from nearcast.models.retraining import LockConfig
+from nearcast.models.config import LockConfig, ModelConfig, TrainConfig
 from nearcast.models.settings import MlflowSettings, get_mlflow_settings
 from nearcast.models.train import Trained
 from nearcast.service.app import create_app
 from nearcast.service.cli import app as cli_app
-from nearcast.service.locks import LockBusyError, advisory_key, lock_backend, retrain_lock
-from nearcast.service.retrain import EXIT_BUSY, RetrainError, run_retrain
+from nearcast.service.retraining.job import EXIT_BUSY, RetrainError, run_retrain
+from nearcast.service.retraining.lock import (
+    LockBusyError,
+    advisory_key,
+    lock_backend,
+    retrain_lock,
+)
 from nearcast.service.settings import ApiSettings
 
 NAME = "tiny-rt"
@@ -160,9 +164,9 @@ def test_advisory_lock_on_postgres(tmp_path: Path, postgres_url: str) -> None:
     # A holder that dies without unlocking: the server drops its session and the lock with it.
     code = (
         "import time\n"
-        "from models.retraining import LockConfig\n"
-        "from models.settings import MlflowSettings\n"
-        "from service.locks import retrain_lock\n"
+        "from nearcast.models.config import LockConfig\n"
+        "from nearcast.models.settings import MlflowSettings\n"
+        "from nearcast.service.retraining.lock import retrain_lock\n"
         f"s = MlflowSettings(tracking_uri={url!r})\n"
         "with retrain_lock(s, 'pg-dead', LockConfig()):\n"
         "    print('held', flush=True)\n"

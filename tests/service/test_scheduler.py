@@ -12,7 +12,7 @@ import pytest
 from retrain_helpers import champion_version, cli_env, start_cli, tiny_frame, write_job
 
 from conftest import make_settings
-from nearcast.service.scheduler import (
+from nearcast.service.retraining.schedule import (
     Runner,
     build_scheduler,
     cron_trigger,

@@ -39,7 +39,7 @@ from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.settings import MlflowSettings
 from nearcast.models.train import Trained
 from nearcast.service.app import create_app
-from nearcast.service.retrain import run_retrain
+from nearcast.service.retraining.job import run_retrain
 from nearcast.service.settings import ApiSettings
 
 NAME = "it-tiny"
