@@ -287,9 +287,23 @@ class Nearcast:
         update = {"experiment": experiment} if experiment else {}
         return settings.model_copy(update=update | ({"model_name": name} if name else {}))
 
+    def open_run(self, source: str, experiment: str | None = None, *,
+                 run_name: str | None = None, tags: Mapping[str, str] | None = None,
+                 settings: MlflowSettings | None = None) -> str:
+        """Create the training run before :meth:`fit` (pass its id to :meth:`log`).
+
+        The run is then visible (RUNNING) while the fit runs; ``source`` labels the data.
+        """
+        from nearcast.models.run_log import open_run
+        from nearcast.models.run_log import run_name as default_name
+
+        name = run_name or default_name(self.job.model, self.job.ensemble, source)
+        return open_run(self._settings(experiment, False, settings), source, name,
+                        dict(tags or {}))
+
     def log(self, experiment: str | None = None, register: bool | str = True, *,
             run_name: str | None = None, tags: Mapping[str, str] | None = None,
-            settings: MlflowSettings | None = None) -> Logged:
+            settings: MlflowSettings | None = None, run_id: str | None = None) -> Logged:
         """Record the fit as an MLflow run and register the model (alias ``challenger``).
 
         Args:
@@ -300,6 +314,7 @@ class Nearcast:
             tags: added to the run's tags.
             settings: the MLflow store (default: from ``NEARCAST_*`` variables, the embedded
                 SQLite store under ``NEARCAST_HOME``).
+            run_id: record into this run (from :meth:`open_run`) instead of a new one.
 
         Raises:
             NotFittedError: nothing was fitted in this process.
@@ -312,17 +327,17 @@ class Nearcast:
             raise NotFittedError("nothing to log: call fit(df) first")
         spec = self._spec(run_name, tags)
         self.logged = log_fit(self.fitted, spec, self._settings(experiment, register, settings),
-                              register=register is not False)
+                              register=register is not False, run_id=run_id)
         return self.logged
 
     def log_failure(self, error: FitDivergedError, experiment: str | None = None, *,
                     run_name: str | None = None, tags: Mapping[str, str] | None = None,
-                    settings: MlflowSettings | None = None) -> str:
-        """Record a fit that diverged as a FAILED run; returns the run id."""
+                    settings: MlflowSettings | None = None, run_id: str | None = None) -> str:
+        """Record a fit that diverged as a FAILED run (``run_id``'s, or a new one)."""
         from nearcast.models.run_log import log_failed_fit
 
         return log_failed_fit(error, self._spec(run_name, tags),
-                              self._settings(experiment, False, settings))
+                              self._settings(experiment, False, settings), run_id)
 
     def save(self, directory: str | Path) -> Path:
         """Write the trained model to a folder that :func:`load` reads (no MLflow needed)."""

@@ -49,9 +49,13 @@ class RunSpec:
 
     def name(self) -> str:
         """``train <architecture> <data>`` unless a name was given."""
-        members = len(self.ensemble.members) if self.ensemble else 0
-        return self.run_name or (f"train {tracking.model_label(self.config, members)} "
-                                 f"{tracking.data_label(self.source)}")
+        return self.run_name or run_name(self.config, self.ensemble, self.source)
+
+
+def run_name(config: ModelConfig, ensemble: EnsembleConfig | None, source: str) -> str:
+    """A training run's name: ``train <architecture> <data>``."""
+    members = len(ensemble.members) if ensemble else 0
+    return f"train {tracking.model_label(config, members)} {tracking.data_label(source)}"
 
 
 def _open_run(client: MlflowClient, experiment_id: str, spec: RunSpec, started: float) -> str:
@@ -93,9 +97,26 @@ def _log_training(member: Member, started: float) -> None:
                      "nearcast.best_epoch": str(member.result.best_epoch)})
 
 
-def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: bool = True
-            ) -> Logged:
+def open_run(settings: MlflowSettings, source: str, name: str,
+             tags: dict[str, str] | None = None) -> str:
+    """Create a training run now (RUNNING), for a fit that :func:`log_fit` records later.
+
+    A run that exists while the fit runs shows up in the UI at once, and a process killed
+    mid-fit leaves it behind to be closed as KILLED (``nearcast retrain`` does that).
+    """
+    client = settings.connect()
+    experiment_id = settings.ensure_experiment(client)
+    run = client.create_run(experiment_id, tags=tracking.run_tags(source) | (tags or {}),
+                            run_name=name)
+    return str(run.info.run_id)
+
+
+def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: bool = True,
+            run_id: str | None = None) -> Logged:
     """Record ``fitted`` as a training run and (with ``register``) a new model version.
+
+    ``run_id`` (from :func:`open_run`) records into that run; default a new run that began
+    when the fit did.
 
     Raises:
         LoadCheckError: the registered version does not load back from the registry in a fresh
@@ -104,9 +125,10 @@ def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: b
     """
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
-    run_id = _open_run(client, experiment_id, spec, fitted.started)
+    run_id = run_id or _open_run(client, experiment_id, spec, fitted.started)
     forecaster, table, config = fitted.forecaster, fitted.table, fitted.forecaster.config
     with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(spec.tags or {})  # also on a run opened before the fit
         if spec.data_report is not None:
             tracking.log_series_report(spec.data_report)
         _log_params(spec)
@@ -137,12 +159,14 @@ def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: b
     return Logged(run_id, info.model_uri, version)
 
 
-def log_failed_fit(error: FitDivergedError, spec: RunSpec, settings: MlflowSettings) -> str:
+def log_failed_fit(error: FitDivergedError, spec: RunSpec, settings: MlflowSettings,
+                   run_id: str | None = None) -> str:
     """Record a diverged fit as a FAILED run (curves up to the divergence); returns its id."""
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
-    run_id = _open_run(client, experiment_id, spec, error.started)
+    run_id = run_id or _open_run(client, experiment_id, spec, error.started)
     with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(spec.tags or {})
         _log_params(spec)
         if spec.ensemble is None:
             _log_training(error.members[-1], error.started)
@@ -164,4 +188,4 @@ def _run_note(spec: RunSpec, series: int, points: int, scores: str) -> str:
     return note
 
 
-__all__ = ["Logged", "RunSpec", "log_failed_fit", "log_fit"]
+__all__ = ["Logged", "RunSpec", "log_failed_fit", "log_fit", "open_run"]

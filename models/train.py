@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 
 from nearcast.models.estimator import Nearcast
 from nearcast.models.evaluation import Evaluation
@@ -77,18 +78,28 @@ def train(
 ) -> Trained:
     """Fit ``model`` (on ``data``, default its job's ``data:``), record the run, register.
 
+    The run is created before the fit, so it is visible while training runs; a process killed
+    mid-fit leaves it RUNNING (``nearcast retrain`` later closes such runs as KILLED).
+
     Raises:
         TrainingDivergedError: the loss went NaN/inf; the run is FAILED, nothing registered.
         LoadCheckError: the new version does not load back in a fresh process; it stays
             without an alias and the run is FAILED.
         DataValidationError: naming series and rows of what is wrong in the data.
     """
+    label = (data.source if isinstance(data, LoadedData)
+             else source or ("python:DataFrame" if data is not None else model.job.data.describe()))
+    run_id = model.open_run(label, run_name=run_name, tags=tags, settings=settings)
     try:
         model.fit(data, strict=strict, warm_start=warm_start, source=source)
     except FitDivergedError as exc:
-        run_id = model.log_failure(exc, settings=settings, tags=tags, run_name=run_name)
+        model.log_failure(exc, settings=settings, tags=tags, run_name=run_name, run_id=run_id)
         raise TrainingDivergedError(f"{exc} (run {run_id})") from exc
-    logged = model.log(register=register, settings=settings, tags=tags, run_name=run_name)
+    except BaseException:  # bad data, a wrong warm start, Ctrl-C: the run did not finish
+        MlflowClient(settings.resolved_tracking_uri()).set_terminated(run_id, "FAILED")
+        raise
+    logged = model.log(register=register, settings=settings, tags=tags, run_name=run_name,
+                       run_id=run_id)
     return Trained(model, logged)
 
 

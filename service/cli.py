@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from nearcast.service.cli_errors import is_verbose, reported, set_verbose
+from nearcast.service.cli_commands import promote, retrain, rollback, scheduler
+from nearcast.service.cli_errors import quiet_tensorflow, reported, set_verbose
 
 app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,14 +26,6 @@ def _options(
     set_verbose(verbose)
 
 
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter off the screen, unless ``nearcast --verbose``."""
-    if not is_verbose():
-        from nearcast.service.quiet import quiet_tensorflow
-
-        quiet_tensorflow()
-
-
 @app.command()
 def quickstart(
     budget: Annotated[float | None, typer.Option(
@@ -41,7 +34,7 @@ def quickstart(
     serve: Annotated[bool, typer.Option(help="Keep serving after the demo request.")] = True,
 ) -> None:
     """Train on the bundled M4 Hourly data, register the champion, serve it, send a request."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from nearcast.service.progress import training_progress
 
     with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
@@ -65,7 +58,7 @@ def train(
     The job file and the data are checked before TensorFlow loads; a mistake in either prints
     one line naming the file and the key or line (exit code 2).
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from nearcast.service.progress import training_progress
 
     with reported(), training_progress():  # one line per epoch: epoch, losses, budget left
@@ -119,7 +112,7 @@ def serve(
     Without API keys only a loopback host is served, unless NEARCAST_AUTH=off; the check runs
     before anything heavy is imported.
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     import logging
 
     from pydantic import ValidationError
@@ -167,131 +160,6 @@ def _settings_problem(exc: Exception) -> str:
     return "; ".join(parts)
 
 
-_NAME_HELP = "Registered model name; wins over --config. Default: NEARCAST_MODEL_NAME."
-_CONFIG_HELP = "Job YAML: act on its model_name (unless --name is given)."
-
-
-@app.command()
-def promote(
-    version: Annotated[int, typer.Option(help="Model version to make champion.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded in a version tag).")] = "manual",
-    name: Annotated[str | None, typer.Option(help=_NAME_HELP)] = None,
-    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=_CONFIG_HELP)
-                      ] = None,
-) -> None:
-    """Point 'champion' at a version once it loads in a fresh process (previous one recorded).
-
-    Exit code 0 when moved or already champion, 1 when refused (champion unchanged), 2 when the
-    job file has a mistake.
-    """
-    _quiet_tensorflow()
-    with reported():  # a job file mistake: one line, exit 2
-        from nearcast.models.settings import get_mlflow_settings
-        from nearcast.service.alias_moves import describe, promote_version
-        from nearcast.service.job_target import model_name, read_job
-
-        settings = get_mlflow_settings()
-        target = model_name(name, read_job(config), settings)
-    try:
-        move = promote_version(settings, target, version, reason, typer.echo)
-    except (ValueError, RuntimeError) as exc:  # no such version, load check, moved, busy
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(describe(move))
-
-
-@app.command()
-def rollback(
-    name: Annotated[str | None, typer.Option(help=_NAME_HELP)] = None,
-    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=_CONFIG_HELP)
-                      ] = None,
-) -> None:
-    """Move 'champion' back to the previous champion (under the model's alias lock)."""
-    _quiet_tensorflow()
-    with reported():  # a job file mistake: one line, exit 2
-        from nearcast.models.settings import get_mlflow_settings
-        from nearcast.service.alias_moves import describe, rollback_champion
-        from nearcast.service.job_target import model_name, read_job
-
-        settings = get_mlflow_settings()
-        target = model_name(name, read_job(config), settings)
-    try:
-        move = rollback_champion(settings, target, typer.echo)
-    except (ValueError, RuntimeError) as exc:  # no champion, no previous one, lock busy
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(describe(move))
-
-
-@app.command()
-def retrain(
-    config: Annotated[Path, typer.Option(
-        exists=True, dir_okay=False, help="Job YAML file (data, model, train, retrain)."
-    )],
-) -> None:
-    """Retrain on the latest data; the challenger becomes champion only if it wins the gate.
-
-    Exit code 0 when promoted or kept (the 'decision:' line says which), 3 when a retraining
-    of the same model is already running, 1 when it failed (champion unchanged).
-    """
-    _quiet_tensorflow()
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # job logs, not a tty
-    import logging
-    import signal
-
-    from nearcast.service.logs import configure_logging
-    from nearcast.service.retraining.job import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
-    from nearcast.service.retraining.lock import LockBusyError
-
-    configure_logging()
-    log = logging.getLogger("nearcast.retrain")
-    # SIGTERM (scheduler shutdown, Kubernetes) unwinds: the run is marked KILLED, lock released.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from nearcast.service.progress import training_progress
-
-    try:
-        with training_progress():
-            outcome = run_retrain(config, echo=typer.echo)
-    except LockBusyError as exc:
-        log.warning("already running: %s", exc, extra={"event": "busy", "config": str(config)})
-        typer.echo(f"already running: {exc}", err=True)
-        raise typer.Exit(EXIT_BUSY) from None
-    except (RetrainError, ValueError, OSError) as exc:
-        log.error("retrain failed: %s", exc, extra={"event": "failed", "config": str(config),
-                                                    "error": type(exc).__name__})
-        typer.echo(f"retrain failed: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    d = outcome.decision
-    verdict = "superseded" if outcome.superseded else d.outcome
-    log.info("decision: %s: %s", verdict, d.reason, extra={
-        "event": "decision", "model": outcome.model, "decision": verdict, "metric": d.metric,
-        "challenger_score": d.challenger, "reference": d.reference_name,
-        "reference_score": d.reference, "threshold": d.threshold,
-        "challenger_version": outcome.challenger.version, "run_id": outcome.run_id,
-        "champion_before": outcome.champion_before.version if outcome.champion_before else None,
-        "champion_after": outcome.champion_after.version if outcome.champion_after else None})
-    typer.echo(outcome.summary())
-
-
-@app.command()
-def scheduler(
-    config: Annotated[list[Path], typer.Option(
-        exists=True, dir_okay=False, help="Job YAML with retrain.schedule (repeatable)."
-    )],
-) -> None:
-    """Run `nearcast retrain` for each job file on its cron schedule until SIGTERM/Ctrl-C."""
-    from nearcast.service.retraining.schedule import run_scheduler
-
-    try:
-        code = run_scheduler(config)
-    except ValueError as exc:  # names the file and the field
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    raise typer.Exit(code)
-
-
 @app.command()
 def evaluate(
     data: Annotated[str | None, typer.Option(
@@ -325,7 +193,7 @@ def evaluate(
     (``model_name``) is scored on the job's data, or on a ``--data`` file read with the job's
     column map; an explicit ``--model`` wins.
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     with reported():
         from nearcast.models.evaluate_job import evaluate_model
         from nearcast.service.job_target import evaluation_data, model_uri, read_job
@@ -342,6 +210,10 @@ def evaluate(
     typer.echo(result.backtest.summary())
     if result.run_id:
         typer.echo(f"logged run {result.run_id}")
+
+
+for _command in (promote, rollback, retrain, scheduler):
+    app.command()(_command)
 
 
 @app.command()

@@ -17,7 +17,8 @@ import typer
 
 from nearcast.pipelines.errors import InputError, first_line
 
-__all__ = ["EXIT_INPUT", "EXIT_FAILED", "is_verbose", "reported", "set_verbose"]
+__all__ = ["EXIT_FAILED", "EXIT_INPUT", "is_verbose", "quiet_tensorflow", "reported",
+           "set_verbose"]
 
 EXIT_INPUT = 2
 """Exit code of a user's mistake (as for a command-line usage error)."""
@@ -71,3 +72,11 @@ def _is_environment(exc: Exception) -> bool:
         return True
     return any(cls.__name__ == "MlflowException" and cls.__module__ == "mlflow.exceptions"
                for cls in type(exc).__mro__)  # without importing mlflow
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter off the screen, unless ``nearcast --verbose``."""
+    if not is_verbose():
+        from nearcast.service.quiet import quiet_tensorflow as quiet
+
+        quiet()
