@@ -1,32 +1,22 @@
-"""The Python front door: ``nearcast.Nearcast``, fit and predict in memory, log when you like.
-
-Example::
-
-    import nearcast as nc
-
-    m = nc.Nearcast(model=nc.LSTM(units=64), freq="h", horizon=24, input_size=96, epochs=2)
-    m.fit(df)                      # long frame unique_id, ds, y: no MLflow involved
-    m.predict()                    # the next 24 hours of every series, as a long frame
-    m.cross_validation(folds=3)    # the scores `nearcast evaluate` gives
-    m.log(experiment="demo", register="demo-model")
+"""The Python front door, ``nearcast.Nearcast``: fit and predict in memory, log when you like.
 
 Every command of the CLI trains through this class (:mod:`nearcast.models.train`), so a job
-file, a notebook and a scheduled retraining train the same way.
+file, a notebook and a scheduled retraining train the same way (examples: the README's
+"Python API" and :mod:`nearcast`).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
+from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.jobconfig import JobConfig
+from nearcast.models.options import GRU, LSTM, RNN, Network, job_from_options
 from nearcast.pipelines.dataset import DataConfig, LoadedData, load_dataset
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.prepare import regularize
@@ -38,55 +28,9 @@ if TYPE_CHECKING:  # TensorFlow and MLflow load when a model is built, fitted or
     from nearcast.models.run_log import Logged
     from nearcast.models.settings import MlflowSettings
 
-_GRID_KEYS = set(GridRule.model_fields) - {"freq"}
-_ENSEMBLE_KEYS = set(EnsembleConfig.model_fields) - {"members"}
-
 
 class NotFittedError(RuntimeError):
     """The model has not been fitted (or loaded) yet."""
-
-
-@dataclass(frozen=True)
-class Network:
-    """A recurrent network's shape: any :class:`~nearcast.models.config.ModelConfig` fields."""
-
-    fields: Mapping[str, Any]
-
-
-def _network(cell: str, units: int, layers: int, options: dict[str, Any]) -> Network:
-    return Network({"cell": cell, "units": units, "layers": layers} | options)
-
-
-def LSTM(units: int = 64, layers: int = 1, **options: Any) -> Network:  # noqa: N802
-    """An LSTM network (``bidirectional``, ``dropout``, ``head`` and other model fields)."""
-    return _network("lstm", units, layers, options)
-
-
-def GRU(units: int = 64, layers: int = 1, **options: Any) -> Network:  # noqa: N802
-    """A GRU network (``bidirectional``, ``dropout``, ``head`` and other model fields)."""
-    return _network("gru", units, layers, options)
-
-
-def RNN(units: int = 64, layers: int = 1, **options: Any) -> Network:  # noqa: N802
-    """A SimpleRNN network (``bidirectional``, ``dropout``, ``head`` and other model fields)."""
-    return _network("simple_rnn", units, layers, options)
-
-
-def _route(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Split keyword options into the model, grid, train and ensemble fields they name."""
-    sections: dict[str, dict[str, Any]] = {"model": {}, "grid": {}, "train": {}, "ensemble": {}}
-    known = {"model": set(ModelConfig.model_fields) - {"freq"}, "grid": _GRID_KEYS,
-             "train": set(TrainConfig.model_fields), "ensemble": _ENSEMBLE_KEYS}
-    for key, value in options.items():
-        section = next((s for s, keys in known.items() if key in keys), None)
-        if section is None:
-            every = sorted(set().union(*known.values()))
-            close = difflib.get_close_matches(key, every, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"Nearcast() got an unknown option {key!r}{hint}; options are the "
-                            f"fields of the model, grid, train and ensemble sections: {every}")
-        sections[section][key] = value
-    return sections
 
 
 class Nearcast:
@@ -114,23 +58,8 @@ class Nearcast:
                  freq: str | None = "h", horizon: int = 48,
                  train: TrainConfig | Mapping[str, Any] | None = None, name: str | None = None,
                  **options: Any) -> None:
-        parts = _route(options)
-        nets = [model] if isinstance(model, Network) else list(model or [LSTM()])
-        first = dict(nets[0].fields)
-        seed = first.pop("seed", None)  # a network's seed is its training seed
-        base = first | parts["model"] | {"horizon": horizon}
-        train_fields = (train.model_dump(exclude_unset=True) if isinstance(train, TrainConfig)
-                        else dict(train or {})) | parts["train"]
-        if seed is not None and len(nets) == 1:
-            train_fields["seed"] = seed
-        ensemble = None
-        if len(nets) > 1:
-            members = [{k: v for k, v in n.fields.items() if base.get(k) != v} for n in nets]
-            ensemble = EnsembleConfig(members=members, **parts["ensemble"])
-        data = DataConfig(freq=freq, **parts["grid"])
-        self._init(JobConfig(data=data, model=ModelConfig(**base),
-                             train=TrainConfig(**train_fields), ensemble=ensemble,
-                             model_name=name), reads_data=False)
+        self._init(job_from_options(model, freq, horizon, train, name, options),
+                   reads_data=False)
 
     def _init(self, job: JobConfig, reads_data: bool) -> None:
         self.job, self._reads_data = job, reads_data
