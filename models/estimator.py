@@ -20,12 +20,13 @@ from nearcast.models.options import GRU, LSTM, RNN, Network, job_from_options
 from nearcast.pipelines.dataset import DataConfig, LoadedData, load_dataset
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.prepare import regularize
+from nearcast.pipelines.schema import DS, UNIQUE_ID
 
 if TYPE_CHECKING:  # TensorFlow and MLflow load when a model is built, fitted or logged
     from nearcast.models.backtest import Backtest
     from nearcast.models.fitting import FitDivergedError, Fitted
     from nearcast.models.forecaster import Forecaster
-    from nearcast.models.run_log import Logged
+    from nearcast.models.run_log import Logged, RunSpec
     from nearcast.models.settings import MlflowSettings
 
 
@@ -172,7 +173,8 @@ class Nearcast:
             if self.data is None:
                 raise ValueError("no data: pass the history to forecast from")
             df = self.data.frame
-        out = forecast_frame(forecaster, df, horizon or forecaster.config.horizon).frame
+        out = forecast_frame(forecaster, df, forecaster.config.horizon if horizon is None
+                             else horizon).frame
         if quantiles is None:
             return out
         have = forecaster.config.quantiles
@@ -180,7 +182,7 @@ class Nearcast:
         if missing:
             raise ValueError(f"quantiles {missing} are not among the model's {have}")
         names = [f"q{h:g}" for h in have if any(abs(q - h) < 1e-9 for q in quantiles)]
-        return out[["unique_id", "ds", "forecast", *names]]
+        return out[[UNIQUE_ID, DS, "forecast", *names]]
 
     def cross_validation(self, df: pd.DataFrame | None = None, folds: int = 3,
                          step: int | None = None, horizon: int | None = None,
@@ -196,7 +198,7 @@ class Nearcast:
         data = self._regular(df, None)
         return backtest(forecaster, data.frame, folds, step, horizon, strict)
 
-    def _spec(self, run_name: str | None, tags: Mapping[str, str] | None) -> Any:
+    def _spec(self, run_name: str | None, tags: Mapping[str, str] | None) -> RunSpec:
         from nearcast.models.run_log import RunSpec
 
         if self.data is None:

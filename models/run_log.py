@@ -22,6 +22,7 @@ from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.fitting import FitDivergedError, Fitted, Member
 from nearcast.models.settings import MlflowSettings
 from nearcast.pipelines.grid import GridRule
+from nearcast.pipelines.schema import UNIQUE_ID
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _open_run(client: MlflowClient, experiment_id: str, spec: RunSpec, started: 
 
 
 def _log_params(spec: RunSpec) -> None:
-    shape = {"source": spec.source, "series": int(spec.frame["unique_id"].nunique()),
+    shape = {"source": spec.source, "series": int(spec.frame[UNIQUE_ID].nunique()),
              "points": len(spec.frame)}
     tracking.log_config(spec.config, spec.train, shape | spec.grid.model_dump())
     if spec.ensemble is not None:
