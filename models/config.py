@@ -10,11 +10,14 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nearcast.pipelines.grid import GridRule, same_freq
+from nearcast.pipelines.scaling import ScalingRule
 from nearcast.pipelines.window_runs import WindowSpec
 
 Cell = Literal["lstm", "gru", "simple_rnn"]
 Head = Literal["direct", "autoregressive"]
 Loss = Literal["mae", "mse", "pinball"]
+Combiner = Literal["median", "mean"]
+"""How an ensemble's member forecasts become one."""
 Metric = Literal["smape", "mase", "owa", "mae", "rmse"]
 """The accuracy metrics every method is scored on (lower is better)."""
 METRICS: tuple[Metric, ...] = get_args(Metric)
@@ -46,7 +49,7 @@ class ModelConfig(BaseModel):
     horizon: int = Field(48, ge=1)
     fold: int = Field(24, ge=1)
     min_history: int | None = Field(None, ge=1)
-    scaling: Literal["log_level", "mean_abs", "none"] = "log_level"
+    scaling: ScalingRule = "log_level"
     seasonal_skip: bool = True
     quantiles: list[float] = Field(default_factory=list)
 
@@ -142,7 +145,7 @@ class EnsembleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     members: list[dict[str, Any]] = Field(..., min_length=1)
-    combine: Literal["median", "mean"] = "median"
+    combine: Combiner = "median"
     interval_coverage: float | None = Field(
         0.8, gt=0.0, lt=1.0,
         description="Widen quantile intervals on validation windows to this coverage.",
@@ -225,5 +228,5 @@ class RetrainConfig(BaseModel):
         return value
 
 
-__all__ = ["METRICS", "Baseline", "Cell", "EnsembleConfig", "Head", "LockConfig", "Loss",
-           "Metric", "ModelConfig", "RetrainConfig", "TrainConfig"]
+__all__ = ["METRICS", "Baseline", "Cell", "Combiner", "EnsembleConfig", "Head", "LockConfig",
+           "Loss", "Metric", "ModelConfig", "RetrainConfig", "TrainConfig"]

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from nearcast.models.architectures.combine import Combine, TakeLast, WidenIntervals
-from nearcast.models.config import ModelConfig
+from nearcast.models.config import Combiner, ModelConfig
 from nearcast.models.metrics import interval_coverage
 
 
@@ -31,7 +31,7 @@ def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:
 
 
 def join_members(
-    members: list[keras.Model], configs: list[ModelConfig], how: str = "median",
+    members: list[keras.Model], configs: list[ModelConfig], how: Combiner = "median",
     interval_factor: float | None = None,
 ) -> keras.Model:
     """One graph over all members.

@@ -5,10 +5,12 @@ Shapes: ``B`` batch, ``T`` history points, ``H`` horizon, ``K`` outputs, ``M`` m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import keras
 import tensorflow as tf
+
+from nearcast.models.config import Combiner
 
 
 @keras.saving.register_keras_serializable(package="nearcast")
@@ -30,10 +32,10 @@ class TakeLast(keras.layers.Layer):
 class Combine(keras.layers.Layer):
     """Median (or mean) over members: a list of ``M`` tensors ``(B, H, K)`` -> ``(B, H, K)``."""
 
-    def __init__(self, how: str = "median", **kwargs: Any) -> None:
+    def __init__(self, how: Combiner = "median", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if how not in ("median", "mean"):
-            raise ValueError(f"unknown combiner {how!r}; choose 'median' or 'mean'")
+        if how not in get_args(Combiner):
+            raise ValueError(f"unknown combiner {how!r}; choose one of {get_args(Combiner)}")
         self.how = how
 
     def call(self, members: list[tf.Tensor]) -> tf.Tensor:
