@@ -98,10 +98,7 @@ def run_nearcast(values: np.ndarray, offsets: np.ndarray) -> tuple[int, float]:
     spec = WindowSpec(INPUT, HORIZON, stride=STRIDE)
     n_series = len(offsets) - 1
     table = SeriesTable(
-        ids=np.arange(n_series).astype(str),
-        values=values.astype(np.float32),
-        offsets=offsets,
-        last_ds=np.zeros(n_series, dtype="datetime64[ns]"),
+        ids=np.arange(n_series).astype(str), values=values.astype(np.float32), offsets=offsets
     )
     windows, checksum = 0, 0.0
     for inputs, target in window_dataset(table, spec, BATCH):

@@ -15,7 +15,6 @@ is even (the Python script tests the series length's parity instead, a documente
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,7 +27,6 @@ __all__ = [
     "is_seasonal",
     "naive",
     "naive2",
-    "season_for_freq",
     "seasonal_indices",
     "seasonal_naive",
 ]
@@ -265,45 +263,3 @@ BASELINES: dict[str, BaselineForecaster] = {
     "naive2": naive2,
 }
 """Registry of baseline forecasters by name, all with signature ``(histories, h, season)``."""
-
-
-# --------------------------------------------------------------------------- frequencies
-
-_PER_DAY = {"min": 1440, "T": 1440, "h": 24, "H": 24}
-_FIXED = {"D": 7, "B": 5, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4}
-_FIXED.update(dict.fromkeys(("Y", "YS", "YE", "A", "AS"), 1))
-_ANCHORABLE = {"W", "Q", "QS", "QE", "Y", "YS", "YE", "A", "AS"}
-_FREQ_RE = re.compile(r"^(\d*)([A-Za-z]+)(?:-([A-Za-z]{3}))?$")
-_SUPPORTED = (
-    "'<k>min'/'<k>T' (k dividing 1440, e.g. '15min' -> 96), '<k>h'/'<k>H' (k dividing 24), "
-    "'D' -> 7, 'B' -> 5, 'W'/'W-<DAY>' -> 52, 'M'/'MS'/'ME' -> 12, "
-    "'Q'/'QS'/'QE'[-<MON>] -> 4, 'Y'/'YS'/'YE'/'A'/'AS'[-<MON>] -> 1"
-)
-
-
-def season_for_freq(freq: str) -> int:
-    """Seasonal period conventionally used for a pandas-style frequency alias.
-
-    Sub-daily data use the daily cycle (hourly 24, ``'30min'`` 48, ``'15min'`` 96, ``'min'``
-    1440), daily data the weekly cycle (7; business days 5), weekly 52, monthly 12, quarterly 4,
-    yearly 1. Multiples (``'15min'``, ``'2h'``) are supported for minutes and hours only.
-
-    Args:
-        freq: Frequency alias, e.g. ``'h'``, ``'D'``, ``'W-SUN'``, ``'MS'``, ``'QE-DEC'``.
-
-    Returns:
-        The seasonal period in number of observations.
-
-    Raises:
-        ValueError: If the alias is not supported (the message lists supported aliases).
-    """
-    match = _FREQ_RE.match(freq.strip()) if isinstance(freq, str) else None
-    if match is not None:
-        mult_text, base, anchor = match.groups()
-        mult = int(mult_text) if mult_text else 1
-        if base in _PER_DAY and anchor is None and mult > 0 and _PER_DAY[base] % mult == 0:
-            return _PER_DAY[base] // mult
-        anchor_ok = anchor is None or base in _ANCHORABLE
-        if base in _FIXED and mult == 1 and anchor_ok:
-            return _FIXED[base]
-    raise ValueError(f"unsupported frequency {freq!r}; supported: {_SUPPORTED}")

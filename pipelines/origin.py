@@ -1,6 +1,6 @@
 """Where the rows of a long frame came from, so that problems name file lines, not positions.
 
-:func:`pipelines.sources.read_files` concatenates files; validation reports problems by row
+:func:`pipelines.sources.read_files_located` concatenates files; validation reports problems by row
 position in that concatenation. :meth:`RowOrigin.locate` turns those positions back into the
 file and its line number (CSV: the header is line 1, so data row ``i`` of a file is line
 ``i + 2``) or its 0-based row (Parquet), which is what a user can look up in an editor.

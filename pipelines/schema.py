@@ -1,8 +1,8 @@
 """Column names of the long data format, defined once for the whole project.
 
 Inside nearcast every frame of observations is long: one row per (series, timestamp) with
-columns ``unique_id`` (series key, string), ``ds`` (timestamp, UTC) and ``y`` (float target),
-plus optional covariate columns.
+columns ``unique_id`` (series key, string), ``ds`` (timestamp, UTC) and ``y`` (float target);
+validation drops any other column (gap filling then adds ``observed``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Read observations from files, SQL databases, data frames and the M4 wide layout.
 
-Every source returns a long frame whose columns are renamed to ``unique_id``, ``ds``, ``y`` (and
-the covariates) according to a :class:`ColumnMap`; nothing is validated here, so the next step
-is :func:`pipelines.validation.validate_long`.
+Every source returns a long frame whose columns are renamed to ``unique_id``, ``ds``, ``y``
+according to a :class:`ColumnMap`; nothing is validated here, so the next step is
+:func:`pipelines.validation.validate_long`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import glob
 import importlib.resources
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +36,6 @@ __all__ = [
     "from_dataframe",
     "load_m4_hourly",
     "masked_url",
-    "read_files",
     "read_files_located",
     "read_m4_wide",
     "read_sql",
@@ -68,42 +66,23 @@ class ColumnMap:
         unique_id: User column holding the series key.
         ds: User column holding the timestamp.
         y: User column holding the target.
-        covariates: Extra columns to keep: a sequence of names kept as they are, or a mapping
-            from user name to the name wanted in the long frame.
     """
 
     unique_id: str = UNIQUE_ID
     ds: str = DS
     y: str = Y
-    covariates: Mapping[str, str] | Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        covariates = self.covariate_names()
-        sources = [self.unique_id, self.ds, self.y, *covariates]
-        targets = [UNIQUE_ID, DS, Y, *covariates.values()]
-        if len(set(sources)) != len(sources) or len(set(targets)) != len(targets):
-            raise ValueError(f"column map names a column twice: {sources} -> {targets}")
-
-    def covariate_names(self) -> dict[str, str]:
-        """Return the covariates as a mapping from user name to long-frame name.
-
-        Returns:
-            ``{user_name: long_name}`` for every covariate.
-        """
-        if isinstance(self.covariates, str):
-            return {self.covariates: self.covariates}
-        if isinstance(self.covariates, Mapping):
-            return dict(self.covariates)
-        return {name: name for name in self.covariates}
+        if len({self.unique_id, self.ds, self.y}) != 3:
+            raise ValueError(f"column map names a column twice: {self.renames()}")
 
     def renames(self) -> dict[str, str]:
         """Return the mapping from user column names to long-frame column names.
 
         Returns:
-            ``{user_name: long_name}`` for the id, timestamp, target and covariates.
+            ``{user_name: long_name}`` for the id, timestamp and target.
         """
-        base = {self.unique_id: UNIQUE_ID, self.ds: DS, self.y: Y}
-        return base | self.covariate_names()
+        return {self.unique_id: UNIQUE_ID, self.ds: DS, self.y: Y}
 
 
 def from_dataframe(df: pd.DataFrame, columns: ColumnMap | None = None) -> pd.DataFrame:
@@ -131,66 +110,48 @@ def from_dataframe(df: pd.DataFrame, columns: ColumnMap | None = None) -> pd.Dat
     return df[list(renames)].rename(columns=renames).reset_index(drop=True)
 
 
-def read_files(
-    path_or_glob: str | os.PathLike[str],
-    *,
-    columns: ColumnMap | None = None,
-    fmt: FileFormat | None = None,
-) -> pd.DataFrame:
-    """Read long CSV or Parquet files: one file, every data file of a folder, or a glob.
+def read_files_located(
+    path_or_glob: str | os.PathLike[str], *, columns: ColumnMap | None = None
+) -> tuple[pd.DataFrame, RowOrigin]:
+    """Read long CSV or Parquet files (one file, every data file of a folder, or a glob).
 
     Args:
         path_or_glob: A file, a folder (its ``.csv``, ``.csv.gz``, ``.parquet`` ... files, not
             recursing) or a glob pattern such as ``"data/**/*.parquet"`` (``**`` recurses).
+            Each file's format is told by its suffix.
         columns: Column mapping applied to every file.
-        fmt: Force the format; ``None`` infers it from each file's suffix.
 
     Returns:
-        The files' rows concatenated in sorted path order, with a fresh index. CSV series ids
-        are read as strings (so ``"007"`` stays ``"007"``); timestamps are left as read.
+        The files' rows concatenated in sorted path order, with a fresh index (CSV series ids
+        are read as strings, so ``"007"`` stays ``"007"``; timestamps are left as read), and
+        its :class:`~pipelines.origin.RowOrigin`, whose ``locate`` turns row positions in
+        validation errors into file lines.
 
     Raises:
         DataNotFoundError: If nothing matches (naming the pattern); a FileNotFoundError.
-        ValueError: If a file's format cannot be told from its suffix.
-        DataSourceError: If a file is empty or cannot be parsed (naming the file).
+        DataSourceError: If a file's format cannot be told from its suffix, or a file is empty
+            or cannot be parsed (naming the file).
         DataValidationError: If a mapped column is missing from a file (naming the file).
     """
-    return read_files_located(path_or_glob, columns=columns, fmt=fmt)[0]
-
-
-def read_files_located(
-    path_or_glob: str | os.PathLike[str],
-    *,
-    columns: ColumnMap | None = None,
-    fmt: FileFormat | None = None,
-) -> tuple[pd.DataFrame, RowOrigin]:
-    """Like :func:`read_files`, and say which rows came from which file.
-
-    Returns:
-        The frame and its :class:`~pipelines.origin.RowOrigin`, whose ``locate`` turns row
-        positions in validation errors into file lines.
-    """
-    paths = _expand(str(path_or_glob), fmt)
+    paths = _expand(str(path_or_glob))
     id_column = columns.unique_id if columns is not None else UNIQUE_ID
     frames, parts = [], []
     for path in paths:
-        raw = _read_one(path, fmt, id_column)
+        raw = _read_one(path, id_column)
         try:
             frames.append(from_dataframe(raw, columns))
         except DataValidationError as exc:
             raise RowOrigin(str(path), (FileRows(str(path), 0),)).locate(exc) from None
-        csv = (fmt or _format_of(path)) == "csv"
+        csv = _format_of(path) == "csv"
         parts.append(FileRows(str(path), len(raw), 2 if csv else 0, "line" if csv else "row"))
     return pd.concat(frames, ignore_index=True), RowOrigin(str(path_or_glob), tuple(parts))
 
 
-def _expand(pattern: str, fmt: FileFormat | None) -> list[Path]:
+def _expand(pattern: str) -> list[Path]:
     """Return the data files named by a path, folder or glob pattern."""
     path = Path(pattern)
     if path.is_dir():
         found = [p for p in path.iterdir() if p.is_file() and _format_of(p) is not None]
-        if fmt is not None:
-            found = [p for p in found if _format_of(p) == fmt]
     elif path.is_file():
         found = [path]
     else:
@@ -209,12 +170,13 @@ def _format_of(path: Path) -> FileFormat | None:
     return None
 
 
-def _read_one(path: Path, fmt: FileFormat | None, id_column: str) -> pd.DataFrame:
+def _read_one(path: Path, id_column: str) -> pd.DataFrame:
     """Read one CSV or Parquet file; errors name the file."""
-    kind = fmt or _format_of(path)
+    kind = _format_of(path)
     if kind is None:
         raise DataSourceError(
-            f"cannot tell the format of {str(path)!r}; pass fmt='csv' or 'parquet'"
+            f"cannot tell the format of {str(path)!r} from its suffix (one of "
+            f"{', '.join(_SUFFIXES)})"
         )
     try:
         if kind == "parquet":
@@ -238,11 +200,7 @@ def _read_one(path: Path, fmt: FileFormat | None, id_column: str) -> pd.DataFram
 
 
 def read_sql(
-    url_or_engine: str | sa.Engine,
-    table_or_query: str,
-    *,
-    columns: ColumnMap | None = None,
-    params: Mapping[str, Any] | None = None,
+    url_or_engine: str | sa.Engine, table_or_query: str, *, columns: ColumnMap | None = None
 ) -> pd.DataFrame:
     """Read observations through SQLAlchemy from a table or a query.
 
@@ -253,22 +211,19 @@ def read_sql(
 
     Args:
         url_or_engine: A database URL (an engine is created and disposed of) or an engine.
-        table_or_query: A table name (optionally ``schema.table``) or a SQL query, which may use
-            named parameters such as ``:series``.
+        table_or_query: A table name (optionally ``schema.table``) or a SQL query.
         columns: Column mapping applied to the result.
-        params: Values of the query's named parameters (queries only).
 
     Returns:
         The rows as a long frame.
 
     Raises:
-        ValueError: If ``params`` is given with a table name.
         DataSourceError: If the database cannot be reached (naming it, without the password),
             its driver is not installed, the table does not exist (naming the tables there)
             or the query fails.
         DataValidationError: If a mapped column is missing from the result.
     """
-    frame = read_rows(url_or_engine, table_or_query, params)
+    frame = read_rows(url_or_engine, table_or_query)
     return from_dataframe(frame, columns)
 
 
@@ -333,6 +288,6 @@ def load_m4_hourly(n_series: int | None = None) -> pd.DataFrame:
     Returns:
         Long frame with ``unique_id``, ``ds`` and ``y``.
     """
-    resource = importlib.resources.files("pipelines").joinpath(M4_HOURLY_RESOURCE)
+    resource = importlib.resources.files("nearcast.pipelines").joinpath(M4_HOURLY_RESOURCE)
     with importlib.resources.as_file(resource) as path:
         return read_m4_wide(path, start="2000-01-01", freq="h", n_series=n_series)

@@ -13,23 +13,22 @@ series does not sink the whole job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from nearcast.pipelines.bucketing import check_aggregation
+from nearcast.pipelines.bucketing import aggregate, check_aggregation
 from nearcast.pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.problems import per_series, sample
 from nearcast.pipelines.schema import DS, LONG_COLUMNS, UNIQUE_ID, Y
+from nearcast.pipelines.timestamps import check_timestamps
 
 __all__ = ["DuplicatePolicy", "ValidationReport", "drop_short_series", "validate_long"]
 
 DuplicatePolicy = Literal["reject", "aggregate"]
-
-_SAMPLE = 3
 
 
 @dataclass
@@ -46,7 +45,7 @@ class ValidationReport:
             ``naive_timestamp`` (input rows whose naive timestamp was taken as UTC),
             ``duplicate_rows_aggregated`` (same as ``rows_aggregated_away``).
         per_series: For each series, ``rows_in``, ``rows_out`` and the non-zero counts above.
-        columns_dropped: Input columns neither required nor declared as covariates.
+        columns_dropped: Input columns other than the required ones.
     """
 
     rows_in: int = 0
@@ -71,121 +70,65 @@ class ValidationReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Timestamps:
-    """Parsed timestamp column: UTC values, which rows were naive, and the problems found."""
-
-    values: pd.Series
-    naive: pd.Series
-    problems: list[Problem]
-
-
 def validate_long(
-    df: pd.DataFrame,
-    *,
-    min_length: int = 0,
-    duplicates: DuplicatePolicy = "reject",
-    agg: str = "mean",
-    covariates: Sequence[str] = (),
+    df: pd.DataFrame, *, duplicates: DuplicatePolicy = "reject", agg: str = "mean"
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a long frame and return it in canonical form.
 
     Checks, all reported together: missing required columns (raised at once, naming them and the
     columns present), then no rows at all (raised at once); rows without ``unique_id``;
-    non-numeric and infinite ``y`` values; infinite numeric covariates; missing or unparseable
-    timestamps; naive and tz-aware timestamps mixed in one column; duplicate (unique_id, ds)
-    pairs (unless aggregated); series with fewer than ``min_length`` timestamps. NaN ``y`` is
+    non-numeric and infinite ``y`` values; missing or unparseable timestamps; naive and
+    tz-aware timestamps mixed in one column; duplicate (unique_id, ds) pairs (unless
+    aggregated). Columns other than ``unique_id``, ``ds`` and ``y`` are dropped. NaN ``y`` is
     allowed (a missing value for the gap policy) and counted. Tz-aware timestamps with any
     offsets are converted to UTC; when every timestamp is naive they are taken as UTC and
-    counted. Timestamp strings are parsed as ISO 8601 when possible, otherwise one by one by
-    :class:`pandas.Timestamp` (``"01/02/2024"`` is January 2nd). Numeric strings in ``y``
-    (``"2.5"``) are accepted.
+    counted (see :mod:`pipelines.timestamps` for how strings are parsed). Numeric strings in
+    ``y`` (``"2.5"``) are accepted.
 
     Args:
-        df: Long frame with ``unique_id``, ``ds``, ``y`` and optional covariate columns.
-        min_length: Minimum number of distinct timestamps per series.
+        df: Long frame with ``unique_id``, ``ds`` and ``y`` (other columns are dropped and
+            listed in the report).
         duplicates: ``"reject"`` raises on duplicate (unique_id, ds) pairs; ``"aggregate"``
-            merges them with ``agg`` (NaN skipped; ``first``/``last`` follow input row order;
-            non-numeric covariates keep the last non-missing value).
+            merges them with ``agg`` (NaN skipped; ``first``/``last`` follow input row order).
         agg: Aggregation for duplicates: one of :data:`pipelines.bucketing.AGGREGATIONS`.
-        covariates: Extra columns to keep; other columns are dropped (and listed in the report).
 
     Returns:
         The frame with columns ``unique_id`` (str), ``ds`` (``datetime64[ns, UTC]``), ``y``
-        (float64) and the covariates, sorted by ``unique_id``, ``ds``; and the report.
+        (float64), sorted by ``unique_id``, ``ds``; and the report.
 
     Raises:
         DataValidationError: Listing every problem found.
         ValueError: On invalid arguments.
     """
-    _check_arguments(min_length, duplicates, agg, covariates)
-    columns = [*LONG_COLUMNS, *covariates]
-    _check_columns(df, columns)
+    if duplicates not in get_args(DuplicatePolicy):
+        raise ValueError(f"duplicates must be one of {get_args(DuplicatePolicy)}, "
+                         f"got {duplicates!r}")
+    check_aggregation(agg)
+    _check_columns(df)
     if df.empty:
         raise DataValidationError([Problem(kind="empty", unique_id=None, message="no data rows")])
-    work = df[columns].reset_index(drop=True)
+    work = df[list(LONG_COLUMNS)].reset_index(drop=True)
     uids = work[UNIQUE_ID].astype(str)
-    y, problems = _parse_target(work[Y], uids)
-    problems = _missing_ids(uids) + problems + _infinite_covariates(work, covariates, uids)
-    stamps = _parse_timestamps(work[DS], uids)
-    if problems or stamps.problems:
-        raise DataValidationError(problems + stamps.problems)
+    y, target_problems = _parse_target(work[Y], uids)
+    stamps, stamp_problems = check_timestamps(work[DS], uids)
+    problems = _missing_ids(uids) + target_problems + stamp_problems
+    if problems or stamps is None:
+        raise DataValidationError(problems)
     clean = work.assign(**{UNIQUE_ID: uids, DS: stamps.values, Y: y})
     clean = clean.sort_values([UNIQUE_ID, DS], kind="stable")  # index: input row positions
-    out = _resolve_duplicates(clean, duplicates, agg, covariates)
-    _check_lengths(out, min_length)
+    out = _resolve_duplicates(clean, duplicates, agg)
     naive = stamps.naive.groupby(uids, sort=True).sum()
-    report = _report(clean, out, naive, [c for c in df.columns if c not in columns])
+    report = _report(clean, out, naive, [c for c in df.columns if c not in LONG_COLUMNS])
     return out, report
 
 
-def _check_arguments(min_length: int, duplicates: str, agg: str, covariates: Sequence[str]) -> None:
-    """Raise ValueError on invalid arguments of :func:`validate_long`."""
-    if min_length < 0:
-        raise ValueError(f"min_length must be >= 0, got {min_length}")
-    if duplicates not in ("reject", "aggregate"):
-        raise ValueError(f"duplicates must be 'reject' or 'aggregate', got {duplicates!r}")
-    check_aggregation(agg)
-    clashing = [c for c in covariates if c in LONG_COLUMNS]
-    if clashing or len(set(covariates)) != len(covariates):
-        raise ValueError(
-            f"covariates must be distinct and not among {list(LONG_COLUMNS)}: {list(covariates)}"
-        )
-
-
-def _check_columns(df: pd.DataFrame, columns: list[str]) -> None:
+def _check_columns(df: pd.DataFrame) -> None:
     """Raise DataValidationError naming missing columns and the columns present."""
-    missing = [c for c in columns if c not in df.columns]
+    missing = [c for c in LONG_COLUMNS if c not in df.columns]
     if missing:
         present = [str(c) for c in df.columns]
-        raise DataValidationError(
-            [
-                Problem(
-                    kind="missing_column",
-                    unique_id=None,
-                    message=f"missing column(s) {missing}; columns present: {present}",
-                )
-            ]
-        )
-
-
-def _per_series(
-    kind: str, mask: pd.Series, uids: pd.Series, describe: Callable[[pd.Index], str]
-) -> list[Problem]:
-    """One problem per series for the rows flagged in ``mask``."""
-    hits = pd.DataFrame({UNIQUE_ID: uids[mask]})
-    problems: list[Problem] = []
-    for key, group in hits.groupby(UNIQUE_ID, dropna=False, sort=True):
-        uid = None if pd.isna(key) else str(key)
-        rows: list[Hashable] = list(group.index)
-        problems.append(Problem(kind=kind, unique_id=uid, rows=rows, message=describe(group.index)))
-    return problems
-
-
-def _sample(values: pd.Series) -> str:
-    """Show the first few values of ``values``."""
-    shown = ", ".join(repr(v) for v in values.iloc[:_SAMPLE])
-    return shown + (", ..." if len(values) > _SAMPLE else "")
+        message = f"missing column(s) {missing}; columns present: {present}"
+        raise DataValidationError([Problem(kind="missing_column", unique_id=None, message=message)])
 
 
 def _missing_ids(uids: pd.Series) -> list[Problem]:
@@ -204,136 +147,17 @@ def _parse_target(raw: pd.Series, uids: pd.Series) -> tuple[pd.Series, list[Prob
         raw = raw.astype("float64")
     numeric = pd.to_numeric(raw, errors="coerce").astype("float64")
     bad = numeric.isna() & raw.notna()
-    problems = _per_series(
-        "non_numeric", bad, uids, lambda rows: f"{Y} is not numeric: {_sample(raw[rows])}"
+    problems = per_series(
+        "non_numeric", bad, uids, lambda rows: f"{Y} is not numeric: {sample(raw[rows])}"
     )
     infinite = pd.Series(np.isinf(numeric.to_numpy()), index=numeric.index)
-    problems += _per_series(
-        "infinite", infinite, uids, lambda rows: f"{Y} is infinite: {_sample(numeric[rows])}"
+    problems += per_series(
+        "infinite", infinite, uids, lambda rows: f"{Y} is infinite: {sample(numeric[rows])}"
     )
     return numeric, problems
 
 
-def _infinite_covariates(
-    work: pd.DataFrame, covariates: Sequence[str], uids: pd.Series
-) -> list[Problem]:
-    """Problems for infinite values in numeric covariates."""
-    problems: list[Problem] = []
-    for col in covariates:
-        if not pd.api.types.is_float_dtype(work[col]):
-            continue
-        values = work[col]
-        infinite = pd.Series(np.isinf(values.to_numpy(dtype="float64")), index=values.index)
-        problems += _per_series("infinite", infinite, uids, _covariate_message(col))
-    return problems
-
-
-def _covariate_message(column: str) -> Callable[[pd.Index], str]:
-    """Describe infinite values of covariate ``column``."""
-
-    def describe(rows: pd.Index) -> str:
-        return f"covariate {column!r} is infinite in {len(rows)} row(s)"
-
-    return describe
-
-
-def _parse_timestamps(raw: pd.Series, uids: pd.Series) -> _Timestamps:
-    """Parse ``ds`` to UTC; report missing, unparseable and naive/aware-mixed timestamps."""
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_datetime64_any_dtype(raw):
-        problem = Problem(
-            kind="unparseable_timestamp",
-            unique_id=None,
-            message=f"column {DS!r} has numeric dtype {raw.dtype}; convert it to timestamps "
-            "first (e.g. pd.to_datetime(values, unit='s') for epoch seconds)",
-        )
-        return _Timestamps(values=raw, naive=raw.notna(), problems=[problem])
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        aware = isinstance(raw.dtype, pd.DatetimeTZDtype)
-        values = raw.dt.tz_convert("UTC") if aware else raw.dt.tz_localize("UTC")
-        naive = pd.Series(not aware, index=raw.index) & raw.notna()
-    else:
-        values, naive = _parse_objects(raw)
-    values = values.dt.as_unit("ns")
-    missing = raw.isna()
-    problems = _per_series(
-        "missing_timestamp", missing, uids, lambda rows: f"{len(rows)} row(s) have no {DS}"
-    )
-    problems += _per_series(
-        "unparseable_timestamp",
-        values.isna() & ~missing,
-        uids,
-        lambda rows: f"cannot parse {DS} as a timestamp: {_sample(raw[rows])}",
-    )
-    problems += _mixed_timezones(raw, naive, values.notna() & ~naive, uids)
-    return _Timestamps(values=values, naive=naive, problems=problems)
-
-
-def _parse_objects(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse an object/string timestamp column; return UTC values and the naive-row mask."""
-    present = raw.dropna()
-    uniques = pd.Index(pd.unique(present.to_numpy()))
-    parsed, aware = _parse_uniques(uniques)
-    positions = uniques.get_indexer(present.to_numpy())
-    utc = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    utc[present.index] = parsed.take(positions).as_unit("ns")
-    naive = pd.Series(False, index=raw.index)
-    naive[present.index] = ~aware[positions] & parsed.take(positions).notna()
-    return utc, naive
-
-
-def _parse_uniques(uniques: pd.Index) -> tuple[pd.DatetimeIndex, npt.NDArray[np.bool_]]:
-    """Parse distinct timestamp values; return them in UTC (NaT if unparseable) and awareness.
-
-    The common cases (all ISO 8601, all naive or all with one time zone) take a vectorised
-    path; mixed offsets, naive/aware mixes and other formats are parsed one value at a time.
-    """
-    try:
-        fast = pd.DatetimeIndex(pd.to_datetime(uniques, format="ISO8601"))
-    except (ValueError, TypeError, OverflowError):
-        pass
-    else:
-        if fast.tz is None:
-            return fast.tz_localize("UTC"), np.zeros(len(uniques), dtype=bool)
-        return fast.tz_convert("UTC"), np.ones(len(uniques), dtype=bool)
-    stamps = [_parse_one(value) for value in uniques]
-    aware = np.array([ts is not None and ts.tzinfo is not None for ts in stamps], dtype=bool)
-    utc = [
-        pd.NaT if ts is None else ts.tz_convert("UTC") if ts.tzinfo else ts.tz_localize("UTC")
-        for ts in stamps
-    ]
-    return pd.DatetimeIndex(utc, dtype="datetime64[ns, UTC]"), aware
-
-
-def _parse_one(value: object) -> pd.Timestamp | None:
-    """Parse one timestamp value, or return None if it cannot be parsed."""
-    try:
-        stamp = pd.Timestamp(value)  # type: ignore[arg-type]
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return None if pd.isna(stamp) else stamp
-
-
-def _mixed_timezones(
-    raw: pd.Series, naive: pd.Series, aware: pd.Series, uids: pd.Series
-) -> list[Problem]:
-    """Problems for naive timestamps in a column that also holds tz-aware ones."""
-    if not (naive.any() and aware.any()):
-        return []
-    example = raw[aware].iloc[0]
-    return _per_series(
-        "mixed_timezones",
-        naive,
-        uids,
-        lambda rows: (
-            f"naive {DS} {_sample(raw[rows])} mixed with tz-aware ones such as "
-            f"{example!r}; give every timestamp an offset, or none"
-        ),
-    )
-
-
-def _resolve_duplicates(
-    clean: pd.DataFrame, duplicates: str, agg: str, covariates: Sequence[str]
-) -> pd.DataFrame:
+def _resolve_duplicates(clean: pd.DataFrame, duplicates: str, agg: str) -> pd.DataFrame:
     """Reject duplicate (unique_id, ds) pairs, or aggregate them; the result has a fresh index.
 
     ``clean`` is sorted by (unique_id, ds) and indexed by input row position.
@@ -348,30 +172,14 @@ def _resolve_duplicates(
                 unique_id=str(uid),
                 rows=list(pd.DatetimeIndex(group[DS].unique())),
                 message=f"{group[DS].nunique()} timestamp(s) appear more than once "
-                f"(input rows {_sample(group.index.to_series())}); pass duplicates='aggregate' to "
+                f"(input rows {sample(group.index.to_series())}); pass duplicates='aggregate' to "
                 "merge them",
             )
             for uid, group in clean[dup].groupby(UNIQUE_ID, sort=True)
         )
-    how = {Y: agg} | {
-        c: agg if pd.api.types.is_numeric_dtype(clean[c]) else "last" for c in covariates
-    }
-    grouped = clean.groupby([UNIQUE_ID, DS], sort=True)
-    merged = {
-        col: grouped[col].sum(min_count=1) if func == "sum" else grouped[col].agg(func)
-        for col, func in how.items()
-    }
-    return pd.DataFrame(merged).reset_index()[clean.columns.tolist()]
-
-
-def _check_lengths(out: pd.DataFrame, min_length: int) -> None:
-    """Raise DataValidationError naming the series shorter than ``min_length``."""
-    lengths = out.groupby(UNIQUE_ID, sort=True).size()
-    short = lengths[lengths < min_length]
-    if not short.empty:
-        raise DataValidationError(
-            _too_short(short, f"min_length is {min_length}", "timestamp(s)")
-        )
+    grouped = clean.groupby([UNIQUE_ID, DS], sort=True)[Y]
+    merged = aggregate(grouped, agg)
+    return merged.reset_index()
 
 
 def _too_short(short: pd.Series, why: str, unit: str = "point(s)") -> list[Problem]:

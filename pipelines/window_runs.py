@@ -59,7 +59,7 @@ class WindowRuns:
     Series ``s`` owns runs ``2s`` (padded histories, ends below ``input_size``) and ``2s + 1``
     (full histories). Run ``r`` holds ``count[r]`` windows with ends ``first[r] + step[r] * j``,
     ``j < count[r]``, in the series starting at ``start[r]``. Position ``k`` over all runs is
-    row ``k`` of :func:`pipelines.windows.window_index`.
+    row ``k`` of :func:`pipelines.series_table.window_index`.
 
     Attributes:
         first: global end of each run's oldest window, shape ``(2S,)``.
@@ -118,8 +118,8 @@ class WindowRuns:
     def balanced(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` windows so every series is equally likely, whatever its length.
 
-        Same draws as :func:`pipelines.windows.balanced_sample` for the same ``rng`` state,
-        without building the index.
+        A uniform series, then a uniform window of it (:func:`balanced_positions`), without
+        building the index.
 
         Returns:
             Shape ``(n, 2)`` index rows.

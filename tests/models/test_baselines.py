@@ -7,7 +7,6 @@ from nearcast.models.baselines import (
     is_seasonal,
     naive,
     naive2,
-    season_for_freq,
     seasonal_indices,
     seasonal_naive,
 )
@@ -158,33 +157,3 @@ def test_baseline_input_errors() -> None:
         naive([np.array([1.0])], 0)
     with pytest.raises(ValueError, match="season must be an integer >= 1"):
         seasonal_naive([np.array([1.0])], 2, 0)
-
-
-@pytest.mark.parametrize(
-    ("freq", "season"),
-    [
-        ("h", 24),
-        ("H", 24),
-        ("D", 7),
-        ("W", 52),
-        ("W-SUN", 52),
-        ("MS", 12),
-        ("M", 12),
-        ("ME", 12),
-        ("QS", 4),
-        ("QE-DEC", 4),
-        ("15min", 96),
-        ("30min", 48),
-        ("min", 1440),
-        ("2h", 12),
-        ("YS", 1),
-    ],
-)
-def test_season_for_freq(freq: str, season: int) -> None:
-    assert season_for_freq(freq) == season
-
-
-@pytest.mark.parametrize("freq", ["7min", "2D", "ms", "s", "", "D-MON", "fortnightly"])
-def test_season_for_freq_unknown_raises_listing_supported(freq: str) -> None:
-    with pytest.raises(ValueError, match=r"unsupported frequency .*supported: .*'D' -> 7"):
-        season_for_freq(freq)

@@ -4,17 +4,12 @@ import pytest
 from nearcast.models.metrics import (
     evaluate_forecasts,
     interval_coverage,
-    interval_coverage_by_step,
     mae,
-    mae_by_step,
     mase,
     mase_by_step,
     mase_scales,
     owa,
-    pinball_loss,
-    pinball_loss_by_step,
     rmse,
-    rmse_by_step,
     smape,
     smape_by_step,
 )
@@ -25,18 +20,16 @@ Y_PRED = np.array([[2.0, 2.0, 1.0], [4.0, 8.0, 6.0]])
 # errors y - f:   [[-1, 0, 2], [0, -3, 0]]
 
 
-def test_mae_overall_and_by_step() -> None:
+def test_mae_overall() -> None:
     # |errors| = [[1, 0, 2], [0, 3, 0]]; sum = 6 over 6 points -> 1.0
     assert mae(Y_TRUE, Y_PRED) == pytest.approx(1.0)
-    # per step: (1+0)/2, (0+3)/2, (2+0)/2
-    np.testing.assert_allclose(mae_by_step(Y_TRUE, Y_PRED), [0.5, 1.5, 1.0])
 
 
-def test_rmse_overall_and_by_step() -> None:
+def test_rmse_pools_all_points() -> None:
     # squared errors = [[1, 0, 4], [0, 9, 0]]; mean = 14/6 -> sqrt(7/3)
     assert rmse(Y_TRUE, Y_PRED) == pytest.approx(np.sqrt(14 / 6))
-    # per step: sqrt((1+0)/2), sqrt((0+9)/2), sqrt((4+0)/2)
-    np.testing.assert_allclose(rmse_by_step(Y_TRUE, Y_PRED), np.sqrt([0.5, 4.5, 2.0]))
+    # not the mean of per-series RMSEs: (sqrt(5/3) + sqrt(9/3)) / 2 = 1.5115...
+    assert rmse(Y_TRUE, Y_PRED) != pytest.approx((np.sqrt(5 / 3) + np.sqrt(3)) / 2)
 
 
 def test_smape_zero_over_zero_counts_as_zero() -> None:
@@ -55,6 +48,12 @@ def test_smape_by_step_two_series_and_overall_mean() -> None:
     # per step: (100 + 0)/2 = 50, (0 + 200)/2 = 100; overall: 300/4 = 75
     np.testing.assert_allclose(smape_by_step(y, f), [50.0, 100.0])
     assert smape(y, f) == pytest.approx(75.0)
+
+
+def test_smape_is_in_percent_from_0_to_200() -> None:
+    # opposite signs: |1 - (-1)| / (1 + 1) = 1 -> 200 %; equal values -> 0 %
+    assert smape([[1.0, 5.0]], [[-1.0, 5.0]]) == pytest.approx(100.0)
+    np.testing.assert_allclose(smape_by_step([[1.0, 5.0]], [[-1.0, 5.0]]), [200.0, 0.0])
 
 
 # MASE fixture, season 2.
@@ -126,43 +125,14 @@ def test_owa_rejects_bad_reference() -> None:
         owa(10.0, float("nan"), 10.0, 1.0)
 
 
-def test_pinball_loss_by_hand() -> None:
-    y = np.array([[10.0, 10.0]])
-    q_pred = np.array([[[8.0, 12.0], [11.0, 15.0]]])
-    quantiles = np.array([0.1, 0.9])
-    # step 0: q=0.1, d = 10-8 = 2  -> max(0.1*2, -0.9*2) = 0.2
-    #         q=0.9, d = 10-12 = -2 -> max(0.9*-2, -0.1*-2) = 0.2
-    # step 1: q=0.1, d = 10-11 = -1 -> max(-0.1, 0.9) = 0.9
-    #         q=0.9, d = 10-15 = -5 -> max(-4.5, 0.5) = 0.5
-    # per step: (0.2+0.2)/2 = 0.2, (0.9+0.5)/2 = 0.7 ; overall 1.8/4 = 0.45
-    np.testing.assert_allclose(pinball_loss_by_step(y, q_pred, quantiles), [0.2, 0.7])
-    assert pinball_loss(y, q_pred, quantiles) == pytest.approx(0.45)
-
-
-def test_pinball_median_is_half_mae() -> None:
-    q_pred = Y_PRED[:, :, np.newaxis]
-    # q = 0.5: loss = 0.5 * |d| -> 0.5 * MAE = 0.5 * 1.0
-    assert pinball_loss(Y_TRUE, q_pred, [0.5]) == pytest.approx(0.5)
-
-
-def test_pinball_errors() -> None:
-    with pytest.raises(ValueError, match=r"\(1, 2, 2\).*got \(1, 2, 1\)"):
-        pinball_loss([[1.0, 2.0]], np.zeros((1, 2, 1)), [0.1, 0.9])
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        pinball_loss([[1.0]], np.zeros((1, 1, 1)), [1.0])
-    with pytest.raises(ValueError, match="q_pred contains NaN"):
-        pinball_loss([[1.0]], np.full((1, 1, 1), np.nan), [0.5])
-
-
 def test_interval_coverage_by_hand() -> None:
     y = np.array([[1.0, 5.0, 3.0], [2.0, 2.0, 9.0]])
     lower = np.array([[0.0, 6.0, 3.0], [2.0, 0.0, 0.0]])
     upper = np.array([[2.0, 7.0, 4.0], [3.0, 1.0, 8.0]])
     # inside: [[1 in [0,2] yes, 5 in [6,7] no, 3 in [3,4] yes (closed)],
     #          [2 in [2,3] yes (closed), 2 in [0,1] no, 9 in [0,8] no]]
-    # overall 3/6 = 0.5 ; per step: 2/2, 0/2, 1/2
+    # overall 3/6 = 0.5
     assert interval_coverage(y, lower, upper) == pytest.approx(0.5)
-    np.testing.assert_allclose(interval_coverage_by_step(y, lower, upper), [1.0, 0.0, 0.5])
 
 
 def test_interval_coverage_errors() -> None:
@@ -199,3 +169,25 @@ def test_evaluate_forecasts() -> None:
     # sMAPE terms: 1/21, 4/20, 2/12, 6/16 -> 200 * mean
     assert result["smape"] == pytest.approx(200 * (1 / 21 + 4 / 20 + 2 / 12 + 6 / 16) / 4)
     assert result["mase"] == pytest.approx(1.125)
+
+
+def test_library_backed_metrics_match_their_definitions() -> None:
+    """Oracle: the utilsforecast-backed metrics equal the definitions computed with numpy."""
+    rng = np.random.default_rng(0)
+    for n_series, horizon in [(1, 1), (3, 7), (40, 24)]:
+        y = rng.normal(size=(n_series, horizon)) * 100
+        f = y + rng.normal(size=(n_series, horizon)) * 10
+        y[0, 0] = f[0, 0] = 0.0  # a 0/0 sMAPE term counts as 0
+        err = y - f
+        terms = 200 * np.abs(err) / np.maximum(np.abs(y) + np.abs(f), 1e-300)
+        insample = [rng.normal(size=int(rng.integers(2, 60))) for _ in range(n_series)]
+        scales = mase_scales(insample, season=4)
+        lower, upper = f - 5.0, f + 5.0
+        assert mae(y, f) == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+        assert rmse(y, f) == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
+        assert smape(y, f) == pytest.approx(np.mean(terms), rel=1e-12)
+        np.testing.assert_allclose(smape_by_step(y, f), terms.mean(axis=0), rtol=1e-12)
+        expected_mase = np.mean(np.abs(err) / scales[:, None])
+        assert mase(y, f, insample, 4) == pytest.approx(expected_mase, rel=1e-12)
+        inside = (y >= lower) & (y <= upper)
+        assert interval_coverage(y, lower, upper) == pytest.approx(inside.mean(), rel=1e-12)

@@ -4,13 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nearcast.pipelines.bucketing import (
-    AGGREGATIONS,
-    BucketReport,
-    SeriesBuckets,
-    bucket,
-    infer_freq,
-)
+from nearcast.pipelines.bucketing import AGGREGATIONS, BucketReport, SeriesBuckets, bucket
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 from nearcast.pipelines.validation import validate_long
 
@@ -19,8 +13,8 @@ def utc(*stamps: str) -> list[pd.Timestamp]:
     return [pd.Timestamp(s, tz="UTC") for s in stamps]
 
 
-def long(ids: list[str], stamps: list[str], y: list[float], **extra: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({UNIQUE_ID: ids, DS: utc(*stamps), Y: y, **extra})
+def long(ids: list[str], stamps: list[str], y: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({UNIQUE_ID: ids, DS: utc(*stamps), Y: y})
 
 
 # Series "a": 00:10 -> 1, 00:20 -> 4, 00:50 -> 2 (bucket 00:00), nothing at 01:00, 02:30 -> 5.
@@ -103,54 +97,21 @@ def test_first_and_last_follow_time_not_row_order(agg: str, expected: float) -> 
     assert out[Y].iloc[0] == expected
 
 
-def test_aggregation_per_column() -> None:
-    df = long(
-        ["a", "a"],
-        ["2024-01-01 00:00", "2024-01-01 00:30"],
-        [1.0, 3.0],
-        qty=[2.0, 5.0],
-        price=[10.0, 20.0],
-    )
-    out, _ = bucket(df, "h", agg={Y: "sum", "qty": "max"})
-    assert out[[Y, "qty", "price"]].iloc[0].tolist() == [4.0, 5.0, 15.0]  # price: default mean
-
-
 def test_unknown_aggregation_lists_the_options() -> None:
     with pytest.raises(ValueError, match="choose one of " + ", ".join(AGGREGATIONS)):
         bucket(IRREGULAR, "h", agg="median")
-    with pytest.raises(ValueError, match="unknown column"):
-        bucket(IRREGULAR, "h", agg={"nope": "sum"})
-    with pytest.raises(ValueError, match="closed and label"):
-        bucket(IRREGULAR, "h", closed="middle")  # type: ignore[arg-type]
 
 
-ON_BOUNDARY = long(["a", "a"], ["2024-01-01 00:30", "2024-01-01 01:00"], [1.0, 2.0])
+def test_other_columns_are_left_out() -> None:
+    out, _ = bucket(IRREGULAR.assign(qty=1.0), "h")
+    assert list(out.columns) == [UNIQUE_ID, DS, Y]
 
 
-def test_point_on_boundary_closed_left_label_left() -> None:
+def test_point_on_boundary_opens_the_next_bucket() -> None:
     # [00:00, 01:00) labelled 00:00 holds 00:30; 01:00 opens the next bucket.
-    out, _ = bucket(ON_BOUNDARY, "h", closed="left", label="left")
+    out, _ = bucket(long(["a", "a"], ["2024-01-01 00:30", "2024-01-01 01:00"], [1.0, 2.0]), "h")
     assert out[DS].tolist() == utc("2024-01-01 00:00", "2024-01-01 01:00")
     assert out[Y].tolist() == [1.0, 2.0]
-
-
-def test_point_on_boundary_closed_left_label_right() -> None:
-    out, _ = bucket(ON_BOUNDARY, "h", closed="left", label="right")
-    assert out[DS].tolist() == utc("2024-01-01 01:00", "2024-01-01 02:00")
-    assert out[Y].tolist() == [1.0, 2.0]
-
-
-def test_point_on_boundary_closed_right_label_right() -> None:
-    # (00:00, 01:00] labelled 01:00 holds both 00:30 and 01:00.
-    out, _ = bucket(ON_BOUNDARY, "h", closed="right", label="right")
-    assert out[DS].tolist() == utc("2024-01-01 01:00")
-    assert out[Y].tolist() == [1.5]
-
-
-def test_point_on_boundary_closed_right_label_left() -> None:
-    out, _ = bucket(ON_BOUNDARY, "h", closed="right", label="left")
-    assert out[DS].tolist() == utc("2024-01-01 00:00")
-    assert out[Y].tolist() == [1.5]
 
 
 def test_plus_two_hours_input_lands_in_the_right_utc_bucket() -> None:
@@ -188,79 +149,48 @@ def test_calendar_frequency_month_start() -> None:
     assert np.isnan(out[Y].iloc[1])
 
 
-@pytest.mark.parametrize("freq", ["h", "15min", "D", "W-MON", "MS", "ME"])
-@pytest.mark.parametrize(
-    ("closed", "label"),
-    [("left", "left"), ("right", "right"), ("left", "right"), ("right", "left")],
-)
-def test_matches_pandas_resample_on_one_series(freq: str, closed: str, label: str) -> None:
+@pytest.mark.parametrize("freq", ["h", "15min", "D", "7D", "W-MON", "MS", "ME"])
+def test_matches_pandas_resample_on_one_series(freq: str) -> None:
     rng = np.random.default_rng(7)
     seconds = np.sort(rng.integers(0, 90 * 86_400, size=40))
     jittered = pd.Timestamp("2024-01-29") + pd.to_timedelta(seconds, unit="s")
     stamps = pd.DatetimeIndex(jittered.append(pd.DatetimeIndex(["2024-02-05", "2024-03-31"])))
     # (the last two stamps lie exactly on boundaries)
     df = pd.DataFrame({UNIQUE_ID: "a", DS: stamps.tz_localize("UTC"), Y: rng.normal(size=42)})
-    out, _ = bucket(df, freq, agg="sum", closed=closed, label=label)  # type: ignore[arg-type]
-    origin = {"origin": "epoch"} if freq in ("h", "15min", "D") else {}
+    out, _ = bucket(df, freq, agg="sum")
+    origin = {"origin": "epoch"} if freq in ("h", "15min", "D", "7D") else {}
     expected = (
         pd.Series(df[Y].to_numpy(), index=stamps)
-        .resample(freq, closed=closed, label=label, **origin)  # type: ignore[arg-type]
+        .resample(freq, closed="left", label="left", **origin)  # type: ignore[arg-type]
         .sum(min_count=1)
-        .dropna()
     )
-    observed = out.dropna(subset=[Y])
-    assert observed[DS].dt.tz_localize(None).tolist() == expected.index.tolist()
-    np.testing.assert_allclose(observed[Y].to_numpy(), expected.to_numpy())
+    assert out[DS].dt.tz_localize(None).tolist() == expected.index.tolist()
+    np.testing.assert_allclose(out[Y].to_numpy(), expected.to_numpy())
     assert not np.isnan(out[Y].iloc[0]) and not np.isnan(out[Y].iloc[-1])
 
 
-def test_infer_freq_from_most_common_difference() -> None:
+def test_series_keep_their_own_span_on_a_shared_grid() -> None:
+    # "a": Jan 1 and Jan 4 (two empty days between); "b": only Jan 3; "c" (one row): Jan 9.
+    df = long(
+        ["a", "b", "a", "c"],
+        ["2024-01-01 10:00", "2024-01-03 23:59", "2024-01-04 00:00", "2024-01-09"],
+        [1.0, 2.0, 3.0, 4.0],
+    )
+    out, report = bucket(df, "D")
+    assert out[UNIQUE_ID].tolist() == ["a"] * 4 + ["b", "c"]
+    assert out[DS].tolist() == utc(
+        "2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-03", "2024-01-09"
+    )
+    np.testing.assert_array_equal(out[Y].to_numpy(), [1.0, np.nan, np.nan, 3.0, 2.0, 4.0])
+    assert report.per_series["a"] == SeriesBuckets(2, 4, 2, 0)
+
+
+def test_bucketing_via_infer_freq() -> None:
     stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-01 04:00"]
     df = long(["a"] * 4 + ["b"] * 2, stamps + stamps[:2], [1.0] * 6)
-    assert infer_freq(df) == "h"
     out, report = bucket(df, None)
     assert report.freq == "h"
     assert len(out) == 5 + 2
-
-
-@pytest.mark.parametrize(
-    ("freq", "expected"),
-    [
-        ("15min", "15min"),
-        ("D", "D"),
-        ("2D", "2D"),
-        ("W-MON", "W-MON"),
-        ("MS", "MS"),
-        ("90s", "90s"),
-    ],
-)
-def test_infer_freq_names(freq: str, expected: str) -> None:
-    stamps = pd.date_range("2024-01-01", periods=12, freq=freq, tz="UTC")
-    df = pd.DataFrame({UNIQUE_ID: "a", DS: stamps, Y: 1.0})
-    assert infer_freq(df) == expected
-
-
-def test_infer_freq_needs_three_points() -> None:
-    df = long(["a", "a", "b"], ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01"], [1.0] * 3)
-    with pytest.raises(ValueError) as excinfo:
-        infer_freq(df)
-    message = str(excinfo.value)
-    assert "series 'a' has 2 timestamps" in message
-    assert "series 'b' has 1 timestamp;" in message
-    assert "need 3 timestamps" in message
-
-
-def test_infer_freq_ambiguous_lists_candidates() -> None:
-    stamps = [
-        "2024-01-01 00:00",
-        "2024-01-01 01:00",
-        "2024-01-01 01:30",
-        "2024-01-01 02:30",
-        "2024-01-01 03:00",
-    ]
-    with pytest.raises(ValueError) as excinfo:
-        infer_freq(long(["a"] * 5, stamps, [1.0] * 5))
-    assert "top candidates: h (50%), 30min (50%)" in str(excinfo.value)
 
 
 def test_empty_frame() -> None:

@@ -59,7 +59,7 @@ def test_serving_rule_equals_the_training_windows() -> None:
     lengths = [3, 7, 12]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     values = np.arange(1, offsets[-1] + 1, dtype=np.float32)
-    table = SeriesTable(np.asarray(["a", "b", "c"]), values, offsets, np.zeros(3))
+    table = SeriesTable(np.asarray(["a", "b", "c"]), values, offsets)
     index, _ = window_index(table, SPEC)
     inputs, _ = gather_windows(values, index, SPEC)
     raw = [values[start:end] for end, start in index]

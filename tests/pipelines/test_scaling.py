@@ -110,7 +110,7 @@ def test_level_never_sees_the_future(rule: str) -> None:
     for end in offsets[1:]:
         changed[end - spec.horizon : end] *= 50.0
     ids = np.asarray(["a", "b"])
-    tables = [SeriesTable(ids, v, offsets, np.zeros(2)) for v in (base, changed)]
+    tables = [SeriesTable(ids, v, offsets) for v in (base, changed)]
     index = last_windows(tables[0], spec)
     np.testing.assert_array_equal(index, last_windows(tables[1], spec))
     levels, targets = [], []

@@ -53,12 +53,6 @@ def test_missing_columns_are_named_with_the_columns_present() -> None:
     assert "columns present: ['series', 'ds', 'value']" in message
 
 
-def test_missing_declared_covariate_is_named() -> None:
-    df = frame(["a"], ["2024-01-01"], [1.0])
-    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['price'\]"):
-        validate_long(df, covariates=["price"])
-
-
 def test_non_numeric_y_names_series_row_and_value() -> None:
     df = frame(["a", "a", "b"], ["2024-01-01", "2024-01-02", "2024-01-01"], [1.0, "oops", 2.0])
     with pytest.raises(DataValidationError) as excinfo:
@@ -76,15 +70,6 @@ def test_infinite_y_is_rejected() -> None:
     (problem,) = problems_of(excinfo, "infinite")
     assert (problem.unique_id, problem.rows) == ("b", [1, 2])
     assert "series 'b', rows [1, 2]: y is infinite" in str(excinfo.value)
-
-
-def test_infinite_covariate_is_rejected() -> None:
-    df = frame(["a", "a"], ["2024-01-01", "2024-01-02"], [1.0, 2.0], price=[1.0, np.inf])
-    with pytest.raises(DataValidationError) as excinfo:
-        validate_long(df, covariates=["price"])
-    (problem,) = problems_of(excinfo, "infinite")
-    assert (problem.unique_id, problem.rows) == ("a", [1])
-    assert "covariate 'price'" in problem.message
 
 
 def test_unparseable_and_missing_timestamps_are_named() -> None:
@@ -212,18 +197,6 @@ def test_naive_timestamps_are_taken_as_utc_and_counted() -> None:
     assert str(out[DS].dtype) == "datetime64[ns, UTC]"
 
 
-def test_short_series_are_named_with_their_length() -> None:
-    df = frame(
-        ["a", "a", "a", "b"], ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-01"], [1] * 4
-    )
-    with pytest.raises(DataValidationError) as excinfo:
-        validate_long(df, min_length=3)
-    (problem,) = excinfo.value.problems
-    assert (problem.kind, problem.unique_id) == ("too_short", "b")
-    assert "series 'b': series has 1 timestamp(s); min_length is 3" in str(excinfo.value)
-    validate_long(df.iloc[:3], min_length=3)
-
-
 def test_missing_y_is_allowed_and_counted() -> None:
     stamps = ["2024-01-01T00:00Z", "2024-01-02T00:00Z", "2024-01-01T00:00Z"]
     out, report = validate_long(frame(["a", "a", "b"], stamps, [np.nan, 1.0, None]))
@@ -245,12 +218,11 @@ def test_every_problem_is_reported_in_one_error() -> None:
     assert [p.unique_id for p in excinfo.value.problems] == ["a", "b", "c"]
 
 
-def test_covariates_kept_other_columns_dropped_and_reported() -> None:
+def test_other_columns_are_dropped_and_reported() -> None:
     df = frame(["a"], ["2024-01-01"], [1.0], price=[9.5], note=["hello"])
-    out, report = validate_long(df, covariates=["price"])
-    assert list(out.columns) == [UNIQUE_ID, DS, Y, "price"]
-    assert out["price"].tolist() == [9.5]
-    assert report.columns_dropped == ["note"]
+    out, report = validate_long(df)
+    assert list(out.columns) == [UNIQUE_ID, DS, Y]
+    assert report.columns_dropped == ["price", "note"]
 
 
 def test_report_as_dict_is_plain_data() -> None:
@@ -267,10 +239,6 @@ def test_invalid_arguments_raise_value_error() -> None:
         validate_long(df, duplicates="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="choose one of mean, sum, last, first, min, max"):
         validate_long(df, agg="median")
-    with pytest.raises(ValueError, match="min_length"):
-        validate_long(df, min_length=-1)
-    with pytest.raises(ValueError, match="covariates"):
-        validate_long(df, covariates=[Y])
 
 
 def test_error_message_shows_ten_problems_and_counts_the_rest() -> None:

@@ -1,0 +1,124 @@
+"""Regular series concatenated end to end, and the windows cut from them (numpy only).
+
+All series are concatenated into one float32 vector; a window is just the index of the end of
+its history (exclusive) plus the start of its series. The windows of one series form at most
+two arithmetic runs of history ends (:class:`~pipelines.window_runs.WindowRuns`), so they are
+counted, enumerated and sampled with ``O(series)`` bookkeeping, and a batch of them is one numpy
+gather (:func:`gather_windows`). Histories shorter than ``input_size`` are padded at the start
+with zeros, in whole folds, and flagged by a mask (1.0 real, 0.0 padding): the same rule
+:mod:`pipelines.padding` applies to serving requests. :mod:`pipelines.windows` feeds the
+batches to ``tf.data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.window_runs import WindowRuns, WindowSpec
+
+__all__ = ["NumpyBatch", "SeriesTable", "gather_windows", "last_windows", "window_index",
+           "window_runs"]
+
+NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
+"""``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays."""
+
+
+@dataclass(frozen=True)
+class SeriesTable:
+    """Regular series concatenated end to end.
+
+    Attributes:
+        ids: series keys, shape ``(S,)``.
+        values: all values, float32, shape ``(N,)``.
+        offsets: start of each series in ``values`` plus the total, shape ``(S + 1,)``.
+    """
+
+    ids: np.ndarray
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_long(cls, df: pd.DataFrame) -> SeriesTable:
+        """Build from a long frame ``(unique_id, ds, y, ...)`` of regular, gap-free series.
+
+        Rows may come in any order; columns other than ``unique_id``, ``ds`` and ``y`` are
+        ignored.
+
+        Raises:
+            ValueError: if ``y`` holds NaN or inf (naming the series and timestamps).
+        """
+        frame = df.sort_values([UNIQUE_ID, DS], kind="stable")
+        values = frame[Y].to_numpy(dtype=np.float32)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = frame.loc[bad, [UNIQUE_ID, DS]].head(5).to_records(index=False).tolist()
+            raise ValueError(
+                f"{int(bad.sum())} non-finite {Y} values reach windowing (fill gaps first); "
+                f"first (series, ds): {rows}"
+            )
+        ids, counts = np.unique(frame[UNIQUE_ID].to_numpy(dtype=str), return_counts=True)
+        return cls(ids, values, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Points per series, shape ``(S,)``."""
+        return np.asarray(np.diff(self.offsets))
+
+    def series(self, i: int) -> np.ndarray:
+        """Values of series ``i``, shape ``(n_i,)``."""
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+
+def window_runs(table: SeriesTable, spec: WindowSpec) -> WindowRuns:
+    """Describe every valid window of every series as runs (see :class:`WindowRuns`)."""
+    return WindowRuns.from_offsets(table.offsets, spec)
+
+
+def window_index(table: SeriesTable, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Index every valid window of every series.
+
+    Returns:
+        ``(index, counts)``: ``index`` has shape ``(n_windows, 2)`` holding the global history
+        end and the global series start of each window, grouped by series, oldest first;
+        ``counts`` has shape ``(S,)`` with the number of windows per series (0 for too-short
+        series).
+    """
+    runs = window_runs(table, spec)
+    return runs.rows(np.arange(runs.total, dtype=np.int64)), runs.counts
+
+
+def gather_windows(values: np.ndarray, index: np.ndarray, spec: WindowSpec) -> NumpyBatch:
+    """Materialise one batch of windows (numpy; the one gather every dataset here uses).
+
+    Args:
+        values: all series values, float32, shape ``(N,)``.
+        index: rows of :func:`window_index`, shape ``(B, 2)``.
+        spec: window geometry.
+
+    Returns:
+        ``({"history": (B, L), "mask": (B, L)}, target (B, H))``, float32; padded history
+        positions hold 0.0 and mask 0.0.
+    """
+    values, index = np.asarray(values), np.asarray(index, dtype=np.int64)
+    end, start = index[:, :1], index[:, 1:]
+    hist_idx = end - spec.input_size + np.arange(spec.input_size, dtype=np.int64)
+    padding = hist_idx < start
+    history = values[np.maximum(hist_idx, start, out=hist_idx)].astype(np.float32, copy=False)
+    history[padding] = 0.0
+    target = values[end + np.arange(spec.horizon, dtype=np.int64)].astype(np.float32, copy=False)
+    return {"history": history, "mask": (~padding).astype(np.float32)}, target
+
+
+def last_windows(table: SeriesTable, spec: WindowSpec) -> np.ndarray:
+    """Index of the newest window of each series whose target is the series' last ``H`` points.
+
+    Returns:
+        Shape ``(S', 2)`` for the ``S'`` series long enough for one window.
+    """
+    runs = window_runs(table, spec)
+    counts = runs.counts
+    return runs.rows(np.cumsum(counts)[counts > 0] - 1)
