@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nearcast.pipelines import sources
 from nearcast.pipelines.errors import DataSourceError, DataValidationError, Problem
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.origin import RowOrigin
 from nearcast.pipelines.prepare import Regularized, regularize
+from nearcast.pipelines.schema import LONG_COLUMNS
 
 
 class DataConfig(GridRule):
@@ -30,6 +31,16 @@ class DataConfig(GridRule):
         default_factory=dict, description="Your column -> unique_id/ds/y."
     )
     n_series: int | None = Field(None, ge=1, description="Bundled M4: first n series only.")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LONG_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}: columns maps {list(LONG_COLUMNS)} "
+                             "to the names of your columns")
+        sources.ColumnMap(**value)  # ValueError when one column is named twice
+        return value
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:

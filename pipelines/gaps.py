@@ -2,25 +2,21 @@
 
 :func:`fill_gaps` works on a frame on a regular grid per series (the output of
 :func:`pipelines.bucketing.bucket`): a *gap* is a run of consecutive rows of one series whose
-``y`` is NaN. Whatever the policy, the output gains an ``observed`` column
-(:data:`pipelines.schema.OBSERVED`): 1.0 where ``y`` was observed, 0.0 where it was filled or is
-still missing, so models can mask imputed values.
+``y`` is NaN. What was filled is counted per series (:class:`GapReport`), never hidden.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
-from nearcast.pipelines.grid import GapPolicy as FillPolicy
-from nearcast.pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
+from nearcast.pipelines.grid import GapPolicy
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
-__all__ = ["GapPolicy", "GapReport", "SeriesGaps", "fill_gaps"]
-
-GapPolicy = Literal[FillPolicy, "keep"]
+__all__ = ["GapReport", "SeriesGaps", "fill_gaps"]
 
 
 @dataclass(frozen=True)
@@ -94,18 +90,15 @@ def fill_gaps(
       position (the grid is regular). Trailing gaps hold the last observed value (there is
       nothing to interpolate towards); leading gaps stay NaN.
     * ``"zero"``: fill with 0.0, leading and trailing gaps included.
-    * ``"keep"``: fill nothing; the ``observed`` mask tells models what is missing.
 
     Args:
         df: Bucketed long frame (regular grid per series) with ``unique_id``, ``ds``, ``y``.
-            An existing ``observed`` column is kept: a row stays observed only if it was.
         policy: The gap policy.
         max_gap: Gaps of more than this many consecutive missing rows are left NaN whole (and
             counted as unfilled); ``None`` fills gaps of any length.
 
     Returns:
-        The frame sorted by ``unique_id``, ``ds`` with ``y`` filled and the ``observed`` column,
-        and a :class:`GapReport`.
+        The frame sorted by ``unique_id``, ``ds`` with ``y`` filled, and a :class:`GapReport`.
 
     Raises:
         ValueError: On an unknown policy, a negative ``max_gap`` or missing columns.
@@ -123,10 +116,7 @@ def fill_gaps(
     run_length, leading = _gap_runs(work[UNIQUE_ID], missing)
     eligible = missing if max_gap is None else missing & (run_length <= max_gap)
     filled_y = y.mask(eligible, _candidates(work[UNIQUE_ID], y, policy))
-    observed = (~missing).astype("float64")
-    if OBSERVED in work.columns:
-        observed = observed.where(work[OBSERVED] == 1.0, 0.0)
-    out = work.assign(**{Y: filled_y, OBSERVED: observed})
+    out = work.assign(**{Y: filled_y})
     stats = pd.DataFrame(
         {
             "missing": missing,
@@ -155,8 +145,6 @@ def _candidates(uids: pd.Series, y: pd.Series, policy: GapPolicy) -> pd.Series:
     """Return the value each row would get under ``policy`` (NaN where it cannot be filled)."""
     if policy == "zero":
         return pd.Series(0.0, index=y.index)
-    if policy == "keep":
-        return pd.Series(np.nan, index=y.index)
     forward = y.groupby(uids, sort=False).ffill()
     if policy == "ffill":
         return forward

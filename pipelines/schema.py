@@ -2,7 +2,7 @@
 
 Inside nearcast every frame of observations is long: one row per (series, timestamp) with
 columns ``unique_id`` (series key, string), ``ds`` (timestamp, UTC) and ``y`` (float target);
-validation drops any other column (gap filling then adds ``observed``).
+validation drops any other column.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 UNIQUE_ID = "unique_id"
 DS = "ds"
 Y = "y"
-OBSERVED = "observed"
-"""Mask column added by the gap policy ``keep``: 1.0 where ``y`` was observed, 0.0 where missing."""
 
 LONG_COLUMNS: tuple[str, str, str] = (UNIQUE_ID, DS, Y)
 
-__all__ = ["DS", "LONG_COLUMNS", "OBSERVED", "UNIQUE_ID", "Y"]
+__all__ = ["DS", "LONG_COLUMNS", "UNIQUE_ID", "Y"]

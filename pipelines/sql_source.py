@@ -9,7 +9,6 @@ SQLAlchemy 2.1; nearcast installs psycopg2), an unreachable or missing database,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -22,28 +21,20 @@ __all__ = ["masked_url", "read_rows"]
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 
-def read_rows(
-    url_or_engine: str | sa.Engine,
-    table_or_query: str,
-    params: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
+def read_rows(url_or_engine: str | sa.Engine, table_or_query: str) -> pd.DataFrame:
     """Read every row of a table (optionally ``schema.table``) or of a query.
 
     Args:
         url_or_engine: A database URL (an engine is created and disposed of) or an engine.
-        table_or_query: A table name or a SQL query, which may use named parameters.
-        params: Values of the query's named parameters (queries only).
+        table_or_query: A table name or a SQL query.
 
     Returns:
         The rows, columns as the database names them.
 
     Raises:
-        ValueError: If ``params`` is given with a table name.
         DataSourceError: If the URL, the driver, the database, the table or the query fails.
     """
     is_table = _TABLE_NAME.fullmatch(table_or_query.strip()) is not None
-    if is_table and params:
-        raise ValueError("params only apply to a SQL query, not to a table name")
     owned = isinstance(url_or_engine, str)
     engine = _engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     where = engine.url.render_as_string(hide_password=True)
@@ -54,7 +45,7 @@ def read_rows(
                 if is_table
                 else sa.text(table_or_query)
             )
-            frame = pd.read_sql(statement, connection, params=dict(params or {}))
+            frame = pd.read_sql(statement, connection)
     except sa.exc.OperationalError as exc:
         raise DataSourceError(f"{where}: {first_line(exc.orig or exc)}") from None
     except sa.exc.DBAPIError as exc:

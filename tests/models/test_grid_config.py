@@ -116,3 +116,16 @@ def test_retraining_refuses_a_champion_on_another_grid_rule(champion: Champion) 
         _load_champion("tiny", ref, job, GridRule(freq="h", agg="sum", max_gap=4), said.append)
     assert _load_champion("tiny", ref, job, GridRule(freq="60min"), said.append) is not None
     assert said == [f"loaded champion v{ref.version}"]
+
+
+def test_a_column_map_key_other_than_the_three_is_refused_naming_it(tmp_path: Path) -> None:
+    path = _job(tmp_path, {"source": "files", "path": "x.csv",
+                           "columns": {"y": "sales", "covariates": "price"}}, {})
+    with pytest.raises(JobConfigError) as err:
+        JobConfig.from_yaml(path)
+    assert (f"{path}: data.columns: unknown key(s) ['covariates']: columns maps ['unique_id', "
+            "'ds', 'y'] to the names of your columns") in str(err.value)
+    path = _job(tmp_path, {"source": "files", "path": "x.csv",
+                           "columns": {"y": "sales", "ds": "sales"}}, {})
+    with pytest.raises(JobConfigError, match=r"data.columns: column map names a column twice"):
+        JobConfig.from_yaml(path)

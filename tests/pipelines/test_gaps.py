@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from nearcast.pipelines.gaps import GapReport, SeriesGaps, fill_gaps
-from nearcast.pipelines.schema import DS, OBSERVED, UNIQUE_ID, Y
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
 nan = np.nan
 
@@ -34,10 +34,6 @@ def assert_same(actual: list[float], expected: list[float]) -> None:
     np.testing.assert_allclose(np.array(actual), np.array(expected), equal_nan=True)
 
 
-OBSERVED_A = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-OBSERVED_B = [0.0, 0.0, 1.0, 1.0, 0.0]
-
-
 @pytest.mark.parametrize(
     ("policy", "max_gap", "expected_a", "expected_b", "gaps_a", "gaps_b"),
     [
@@ -64,14 +60,6 @@ OBSERVED_B = [0.0, 0.0, 1.0, 1.0, 0.0]
             [0, 0, 20, 30, 0],
             SeriesGaps(missing=6, filled=6, unfilled=0, longest_gap=3, leading=1),
             SeriesGaps(missing=3, filled=3, unfilled=0, longest_gap=2, leading=2),
-        ),
-        (
-            "keep",
-            None,
-            A,
-            B,
-            SeriesGaps(missing=6, filled=0, unfilled=6, longest_gap=3, leading=1),
-            SeriesGaps(missing=3, filled=0, unfilled=3, longest_gap=2, leading=2),
         ),
         (
             "ffill",
@@ -118,7 +106,8 @@ def test_policies_fill_and_count(
     out, report = fill_gaps(grid(), policy, max_gap=max_gap)  # type: ignore[arg-type]
     assert_same(values(out, "a"), expected_a)
     assert_same(values(out, "b"), expected_b)
-    assert out[OBSERVED].tolist() == OBSERVED_A + OBSERVED_B
+    observed = ~np.isnan(np.array(A + B, dtype=float))  # observed values are never changed
+    assert out[Y].to_numpy()[observed].tolist() == np.array(A + B, dtype=float)[observed].tolist()
     assert report.per_series == {"a": gaps_a, "b": gaps_b}
     assert report.policy == policy and report.max_gap == max_gap
     totals = report.totals
@@ -137,16 +126,9 @@ def test_never_fills_across_series_boundaries() -> None:
 def test_output_is_sorted_and_keeps_other_columns() -> None:
     df = grid().assign(price=np.arange(14.0)).iloc[::-1]
     out, _ = fill_gaps(df, "linear")
-    assert list(out.columns) == [UNIQUE_ID, DS, Y, "price", OBSERVED]
+    assert list(out.columns) == [UNIQUE_ID, DS, Y, "price"]
     assert out["price"].tolist() == list(np.arange(14.0))
     assert out.index.tolist() == list(range(14))
-
-
-def test_existing_observed_mask_is_respected() -> None:
-    first, _ = fill_gaps(grid(), "linear")
-    second, report = fill_gaps(first, "ffill")
-    assert second[OBSERVED].tolist() == OBSERVED_A + OBSERVED_B
-    assert report.totals.missing == 3  # only the leading NaNs were still missing
 
 
 def test_linear_interpolates_by_position_with_fractions() -> None:
