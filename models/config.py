@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nearcast.pipelines.grid import GridRule, same_freq
-from nearcast.pipelines.scaling import ScalingRule
+from nearcast.pipelines.scaling_rules import ScalingRule
 from nearcast.pipelines.window_runs import WindowSpec
 
 Cell = Literal["lstm", "gru", "simple_rnn"]

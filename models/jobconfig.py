@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nearcast.models.config import EnsembleConfig, ModelConfig, RetrainConfig, TrainConfig
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.errors import InputError
+from nearcast.pipelines.scaling_rules import refuse_non_positive
 from nearcast.pipelines.validation import drop_short_series
 
 if TYPE_CHECKING:  # the model (and TensorFlow) is not needed to read a job file
@@ -96,6 +97,9 @@ class JobConfig(BaseModel):
     ) -> tuple[pd.DataFrame, dict[str, int]]:
         """Leave out the series too short to train on (:meth:`min_series_length`).
 
+        Data a member's scaling rule cannot take (values <= 0 for ``log_level``) is refused,
+        as the API refuses it for such a model.
+
         Args:
             frame: regular long frame.
             strict: raise instead of leaving series out.
@@ -105,8 +109,10 @@ class JobConfig(BaseModel):
 
         Raises:
             DataValidationError: naming every short series when ``strict`` or when none is
-                long enough.
+                long enough; naming the series with values a scaling rule cannot take.
         """
+        for rule in {c.scaling for c in self.member_configs()}:
+            refuse_non_positive(frame, rule)
         need = self.min_series_length()
         why = (f"training needs at least {need} (the holdout, then one window: 2 x horizon + "
                "the shortest history)")

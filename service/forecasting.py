@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from nearcast.models.forecaster import Forecaster
 from nearcast.pipelines.padding import FitResult, HistoryTooShortError, fit_histories
+from nearcast.pipelines.scaling_rules import POSITIVE_RULES
 from nearcast.service import errors
 from nearcast.service.admission import release_current, take_current
 from nearcast.service.batching import BatcherClosedError, QueueFullError
@@ -120,7 +121,7 @@ def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> Prepar
     except ValueError as exc:
         raise ApiError(422, where, str(exc)) from None
     bad = np.flatnonzero(prepared.values <= 0)
-    if forecaster.config.scaling == "log_level" and bad.size:
+    if forecaster.config.scaling in POSITIVE_RULES and bad.size:
         raise ApiError(422, f"{where}.values",
                        f"the model uses log scaling and needs values > 0; grid point "
                        f"{int(bad[0])} is {float(prepared.values[bad[0]]):g}")

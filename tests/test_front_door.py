@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import DATA
@@ -153,3 +155,26 @@ def test_readme_python_api_block_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "model" in done.stdout and "naive2" in done.stdout
+
+
+def test_import_nearcast_loads_neither_tensorflow_nor_mlflow(tmp_path: Path) -> None:
+    probe = "import sys, nearcast; print(sorted({'tensorflow', 'mlflow'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_level_mad_trains_on_values_below_zero_and_log_level_refuses_them(tiny_df: pd.DataFrame
+                                                                          ) -> None:
+    import nearcast as nc
+    from nearcast.pipelines.errors import DataValidationError
+
+    centred = tiny_df.assign(y=tiny_df["y"] - tiny_df.groupby("unique_id")["y"].transform("mean"))
+    assert (centred["y"] < 0).mean() > 0.3
+    options = {"horizon": 24, "input_size": 72, "min_history": 48, "epochs": 2,
+               "steps_per_epoch": 4, "batch_size": 32, "verbose": False}
+    m = nc.Nearcast(model=nc.LSTM(units=8), scaling="level_mad", **options).fit(centred)
+    forecast = m.predict(centred)["forecast"].to_numpy()
+    assert np.isfinite(forecast).all() and (forecast < 0).any()
+    with pytest.raises(DataValidationError, match=r"scaling 'log_level' needs values > 0"):
+        nc.Nearcast(model=nc.LSTM(units=8), scaling="log_level", **options).fit(centred)
