@@ -61,7 +61,8 @@ print("RESULT " + json.dumps({"forecast": forecast.forecast.tolist(),
 
 def _run(script: str, tmp_path: Path, *args: str) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
-    env |= {"NEARCAST_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env |= {"NEARCAST_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3",
+            "NEARCAST_LOAD_CHECK": "inprocess"}  # loading in another process is tested here
     done = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,7 +151,8 @@ def test_readme_python_api_block_runs(tmp_path: Path) -> None:
     section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
-    env |= {"NEARCAST_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env |= {"NEARCAST_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3",
+            "NEARCAST_LOAD_CHECK": "inprocess"}  # loading in another process is tested here
     done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
