@@ -95,8 +95,9 @@ def train(
     except FitDivergedError as exc:
         model.log_failure(exc, settings=settings, tags=tags, run_name=run_name, run_id=run_id)
         raise TrainingDivergedError(f"{exc} (run {run_id})") from exc
-    except BaseException:  # bad data, a wrong warm start, Ctrl-C: the run did not finish
-        MlflowClient(settings.resolved_tracking_uri()).set_terminated(run_id, "FAILED")
+    except BaseException as exc:  # bad data, a wrong warm start (FAILED); Ctrl-C, SIGTERM
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        MlflowClient(settings.resolved_tracking_uri()).set_terminated(run_id, status)
         raise
     logged = model.log(register=register, settings=settings, tags=tags, run_name=run_name,
                        run_id=run_id)

@@ -107,3 +107,23 @@ def test_train_run_records_everything(trained: tuple[MlflowClient, str, str]) ->
     assert version.tags["data_digest"] == inp.dataset.digest
     aliases = client.get_registered_model("cli-tiny").aliases
     assert {k: str(v) for k, v in aliases.items()} == {"challenger": "1"}
+
+
+def test_a_training_job_that_fails_before_the_fit_leaves_a_failed_run(
+    tmp_path: Path, tiny_df: pd.DataFrame
+) -> None:
+    from conftest import make_settings
+    from nearcast.models.estimator import Nearcast
+    from nearcast.models.train import train
+    from nearcast.pipelines.errors import DataValidationError
+
+    settings = make_settings(tmp_path)
+    short = pd.concat([tiny_df, tiny_df[tiny_df["unique_id"] == "H1"].head(30)
+                       .assign(unique_id="S1")])
+    model = Nearcast(horizon=24, input_size=72, min_history=48, verbose=False)
+    with pytest.raises(DataValidationError, match="S1"):
+        train(model, settings, short, strict=True)
+    client = MlflowClient(settings.resolved_tracking_uri())
+    (run,) = client.search_runs([settings.ensure_experiment(client)])
+    assert run.info.status == "FAILED" and run.info.run_name == "train lstm-1x64 DataFrame"
+    assert client.search_registered_models() == []
