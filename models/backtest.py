@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nearcast.models.config import METRICS
 from nearcast.models.evaluation import REFERENCE, Evaluation, evaluate_histories
 from nearcast.models.forecaster import Forecaster
 from nearcast.models.metrics import owa
@@ -26,7 +27,6 @@ from nearcast.pipelines.schema import DS, UNIQUE_ID
 from nearcast.pipelines.splits import Fold, backtest_folds
 from nearcast.pipelines.windows import SeriesTable
 
-METRICS = ("smape", "mase", "owa", "mae", "rmse")
 """Metrics of a backtest, in display order."""
 
 
@@ -236,4 +236,4 @@ def aggregate_scores(folds: list[Evaluation]) -> dict[str, dict[str, float]]:
     return out
 
 
-__all__ = ["METRICS", "Backtest", "BacktestError", "aggregate_scores", "backtest"]
+__all__ = ["Backtest", "BacktestError", "aggregate_scores", "backtest"]

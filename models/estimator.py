@@ -1,8 +1,7 @@
 """The Python front door, ``nearcast.Nearcast``: fit and predict in memory, log when you like.
 
-Every command of the CLI trains through this class (:mod:`nearcast.models.train`), so a job
-file, a notebook and a scheduled retraining train the same way (examples: the README's
-"Python API" and :mod:`nearcast`).
+The CLI trains through it too (:mod:`nearcast.models.train`): a job file, a notebook and a
+scheduled retraining train the same way (examples: the README's "Python API").
 """
 
 from __future__ import annotations
@@ -89,10 +88,9 @@ class Nearcast:
     @classmethod
     def from_forecaster(cls, forecaster: Forecaster) -> Nearcast:
         """Wrap a trained forecaster (its config and grid rule come from its metadata)."""
-        meta = forecaster.meta
-        data = DataConfig(**meta.grid.model_dump())
         self = cls.__new__(cls)
-        self._init(JobConfig(data=data, model=meta.config), reads_data=False)
+        self._init(JobConfig(data=DataConfig(**forecaster.meta.grid.model_dump()),
+                             model=forecaster.meta.config), reads_data=False)
         self._forecaster = forecaster
         return self
 
@@ -113,6 +111,15 @@ class Nearcast:
         """The grid rule: frequency, aggregation, gap policy, longest gap, time zone."""
         return self._forecaster.meta.grid if self._forecaster else self.job.data.rule()
 
+    def source_label(self, df: pd.DataFrame | LoadedData | None, source: str | None = None
+                     ) -> str:
+        """How runs name the data that ``fit(df, source=source)`` reads."""
+        if isinstance(df, LoadedData):
+            return df.source
+        if df is not None:
+            return source or "python:DataFrame"
+        return self.data.source if self.data is not None else self.job.data.describe()
+
     def _regular(self, df: pd.DataFrame | LoadedData | None, source: str | None) -> LoadedData:
         """The data on the model's grid (a fitted model's rule, else the configured one)."""
         if isinstance(df, LoadedData):
@@ -124,7 +131,7 @@ class Nearcast:
                 raise ValueError("no data: pass a long frame (unique_id, ds, y)")
             return load_dataset(self.job.data)
         prepared = regularize(df, self.grid)
-        return LoadedData(prepared.frame, source or "python:DataFrame", prepared)
+        return LoadedData(prepared.frame, self.source_label(df, source), prepared)
 
     def fit(self, df: pd.DataFrame | LoadedData | None = None, *, strict: bool = False,
             warm_start: list[np.ndarray] | None = None, source: str | None = None) -> Nearcast:
@@ -177,12 +184,11 @@ class Nearcast:
                              else horizon).frame
         if quantiles is None:
             return out
-        have = forecaster.config.quantiles
-        missing = [q for q in quantiles if not any(abs(q - h) < 1e-9 for h in have)]
+        missing = [q for q in quantiles if f"q{q:g}" not in forecaster.config.output_names]
         if missing:
-            raise ValueError(f"quantiles {missing} are not among the model's {have}")
-        names = [f"q{h:g}" for h in have if any(abs(q - h) < 1e-9 for q in quantiles)]
-        return out[[UNIQUE_ID, DS, "forecast", *names]]
+            raise ValueError(f"quantiles {missing} are not among the model's "
+                             f"{forecaster.config.quantiles}")
+        return out[[UNIQUE_ID, DS, "forecast", *(f"q{q:g}" for q in sorted(set(quantiles)))]]
 
     def cross_validation(self, df: pd.DataFrame | None = None, folds: int = 3,
                          step: int | None = None, horizon: int | None = None,
@@ -194,20 +200,18 @@ class Nearcast:
         """
         from nearcast.models.backtest import backtest
 
-        forecaster = self.forecaster
-        data = self._regular(df, None)
-        return backtest(forecaster, data.frame, folds, step, horizon, strict)
+        return backtest(self.forecaster, self._regular(df, None).frame, folds, step, horizon,
+                        strict)
 
     def _spec(self, run_name: str | None, tags: Mapping[str, str] | None) -> RunSpec:
         from nearcast.models.run_log import RunSpec
 
         if self.data is None:
             raise NotFittedError("nothing to log: call fit(df) first")
-        skipped = {"nearcast.series_skipped": str(len(self.skipped))}
-        return RunSpec(self.data.source, self.data.frame, self.data.grid,
-                       self.job.model.on_grid(self.data.grid), self.job.train, self.job.ensemble,
-                       run_name, skipped | dict(tags or {}),
-                       self.data.prepared.series_report(self.skipped))
+        data, skipped = self.data, {"nearcast.series_skipped": str(len(self.skipped))}
+        return RunSpec(data.source, data.frame, data.grid, self.job.model.on_grid(data.grid),
+                       self.job.train, self.job.ensemble, run_name, skipped | dict(tags or {}),
+                       data.prepared.series_report(self.skipped))
 
     def _settings(self, experiment: str | None, register: bool | str,
                   settings: MlflowSettings | None) -> MlflowSettings:

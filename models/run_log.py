@@ -59,11 +59,12 @@ def run_name(config: ModelConfig, ensemble: EnsembleConfig | None, source: str) 
     return f"train {tracking.model_label(config, members)} {tracking.data_label(source)}"
 
 
-def _open_run(client: MlflowClient, experiment_id: str, spec: RunSpec, started: float) -> str:
-    """A new run that began when the fit did (its tags may make it a child run)."""
-    tags = tracking.run_tags(spec.source) | (spec.tags or {})
-    run = client.create_run(experiment_id, start_time=int(started * 1000), tags=tags,
-                            run_name=spec.name())
+def _create_run(client: MlflowClient, experiment_id: str, source: str, name: str,
+                tags: dict[str, str] | None, started: float | None = None) -> str:
+    """A new training run (its tags may make it a child run), begun at ``started`` or now."""
+    run = client.create_run(experiment_id, run_name=name,
+                            start_time=None if started is None else int(started * 1000),
+                            tags=tracking.run_tags(source) | (tags or {}))
     return str(run.info.run_id)
 
 
@@ -106,10 +107,7 @@ def open_run(settings: MlflowSettings, source: str, name: str,
     mid-fit leaves it behind to be closed as KILLED (``nearcast retrain`` does that).
     """
     client = settings.connect()
-    experiment_id = settings.ensure_experiment(client)
-    run = client.create_run(experiment_id, tags=tracking.run_tags(source) | (tags or {}),
-                            run_name=name)
-    return str(run.info.run_id)
+    return _create_run(client, settings.ensure_experiment(client), source, name, tags)
 
 
 def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: bool = True,
@@ -126,7 +124,8 @@ def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: b
     """
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
-    run_id = run_id or _open_run(client, experiment_id, spec, fitted.started)
+    run_id = run_id or _create_run(client, experiment_id, spec.source, spec.name(),
+                                  spec.tags, fitted.started)
     forecaster, table, config = fitted.forecaster, fitted.table, fitted.forecaster.config
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags(spec.tags or {})  # also on a run opened before the fit
@@ -165,7 +164,8 @@ def log_failed_fit(error: FitDivergedError, spec: RunSpec, settings: MlflowSetti
     """Record a diverged fit as a FAILED run (curves up to the divergence); returns its id."""
     client = settings.connect()
     experiment_id = settings.ensure_experiment(client)
-    run_id = run_id or _open_run(client, experiment_id, spec, error.started)
+    run_id = run_id or _create_run(client, experiment_id, spec.source, spec.name(),
+                                  spec.tags, error.started)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags(spec.tags or {})
         _log_params(spec)

@@ -87,9 +87,8 @@ def train(
             without an alias and the run is FAILED.
         DataValidationError: naming series and rows of what is wrong in the data.
     """
-    label = (data.source if isinstance(data, LoadedData)
-             else source or ("python:DataFrame" if data is not None else model.job.data.describe()))
-    run_id = model.open_run(label, run_name=run_name, tags=tags, settings=settings)
+    run_id = model.open_run(model.source_label(data, source), run_name=run_name, tags=tags,
+                            settings=settings)
     try:
         model.fit(data, strict=strict, warm_start=warm_start, source=source)
     except FitDivergedError as exc:

@@ -120,8 +120,10 @@ def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> Prepar
         prepared = prepare_series(req.series[i], forecaster)
     except ValueError as exc:
         raise ApiError(422, where, str(exc)) from None
+    if forecaster.config.scaling not in POSITIVE_RULES:
+        return prepared
     bad = np.flatnonzero(prepared.values <= 0)
-    if forecaster.config.scaling in POSITIVE_RULES and bad.size:
+    if bad.size:
         raise ApiError(422, f"{where}.values",
                        f"the model uses log scaling and needs values > 0; grid point "
                        f"{int(bad[0])} is {float(prepared.values[bad[0]]):g}")
