@@ -164,12 +164,17 @@ def _file_lock(folder: Path, model: str, timeout: float, purpose: Purpose, warn:
             warn(f"warning: could not release the {purpose} file lock {path}: {exc}")
 
 
-def _describe_owner(owner: Path) -> str:
-    try:
-        info = json.loads(owner.read_text())
-        return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "holder unknown"
+def _describe_owner(owner: Path, wait: float = 1.0) -> str:
+    """Who holds a file lock; waits up to ``wait`` s for a holder that is still writing it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            info = json.loads(owner.read_text())
+            return f"pid {info['pid']} on {info['host']} since {info['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:  # the lock was just taken, or its holder is gone
+                return "holder unknown"
+            time.sleep(0.05)
 
 
 def advisory_key(model: str, purpose: Purpose = "retrain") -> int:
