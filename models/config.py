@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nearcast.pipelines.calendar import CalendarRule
 from nearcast.pipelines.grid import GridRule, same_freq
 from nearcast.pipelines.scaling_rules import ScalingRule
 from nearcast.pipelines.window_runs import WindowSpec
@@ -52,6 +53,12 @@ class ModelConfig(BaseModel):
     scaling: ScalingRule = "log_level"
     seasonal_skip: bool = True
     quantiles: list[float] = Field(default_factory=list)
+    calendar: CalendarRule | None = Field(
+        None, description="Calendar features computed from the timestamps (off: none, as for "
+        "data with synthetic timestamps)."
+    )
+    embedding: int = Field(0, ge=0, le=256, description="Size of the learned series-ID "
+                           "embedding; 0: none.")
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -13,6 +13,7 @@ import numpy as np
 from nearcast.models.architectures.combine import Combine, TakeLast, WidenIntervals
 from nearcast.models.config import Combiner, ModelConfig
 from nearcast.models.metrics import interval_coverage
+from nearcast.pipelines.features import FeatureSpec
 
 
 def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:
@@ -32,25 +33,33 @@ def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:
 
 def join_members(
     members: list[keras.Model], configs: list[ModelConfig], how: Combiner = "median",
-    interval_factor: float | None = None,
+    interval_factor: float | None = None, features: FeatureSpec | None = None,
 ) -> keras.Model:
     """One graph over all members.
 
-    Inputs ``{"history": (B, T), "mask": (B, T)}``; output ``{"forecast": (B, H, K)}``.
+    Inputs ``{"history": (B, T), "mask": (B, T)}`` and a covariate model's further inputs
+    (``past`` is cut to each member's window like the history); output
+    ``{"forecast": (B, H, K)}``.
     """
     joined = ensemble_config(configs)
-    history = keras.Input((None,), name="history")
-    mask = keras.Input((None,), name="mask")
+    widths = features.input_widths() if features is not None else {}
+    shapes = {"past": (None, widths.get("past", 0)), "future": (joined.horizon,
+              widths.get("future", 0)), "static": (widths.get("static", 0),), "series": ()}
+    graph_inputs = {"history": keras.Input((None,), name="history"),
+                    "mask": keras.Input((None,), name="mask")}
+    for key in widths:
+        graph_inputs[key] = keras.Input(shapes[key], name=key,
+                                        dtype="int32" if key == "series" else "float32")
+    windowed = ("history", "mask", "past")
     outputs = []
     for i, (member, cfg) in enumerate(zip(members, configs, strict=True)):
-        inputs = {"history": TakeLast(cfg.input_size, name=f"history_{i}")(history),
-                  "mask": TakeLast(cfg.input_size, name=f"mask_{i}")(mask)}
+        inputs = {k: TakeLast(cfg.input_size, name=f"{k}_{i}")(v) if k in windowed else v
+                  for k, v in graph_inputs.items()}
         outputs.append(member(inputs)["forecast"])
     forecast = Combine(how, name="combine")(outputs) if len(outputs) > 1 else outputs[0]
     if interval_factor is not None:
         forecast = WidenIntervals(interval_factor, joined.point_index, name="widen")(forecast)
-    return keras.Model({"history": history, "mask": mask}, {"forecast": forecast},
-                       name="nearcast_ensemble")
+    return keras.Model(graph_inputs, {"forecast": forecast}, name="nearcast_ensemble")
 
 
 def interval_factor(

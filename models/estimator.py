@@ -16,6 +16,7 @@ import pandas as pd
 from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.jobconfig import JobConfig
 from nearcast.models.options import GRU, LSTM, RNN, Network, job_from_options
+from nearcast.pipelines.covariates import Covariate
 from nearcast.pipelines.dataset import DataConfig, LoadedData, load_dataset
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.prepare import regularize
@@ -130,8 +131,16 @@ class Nearcast:
             if not self._reads_data:
                 raise ValueError("no data: pass a long frame (unique_id, ds, y)")
             return load_dataset(self.job.data)
-        prepared = regularize(df, self.grid)
+        prepared = regularize(df, self.grid, covariates=self.covariates)
         return LoadedData(prepared.frame, self.source_label(df, source), prepared)
+
+    @property
+    def covariates(self) -> dict[str, Covariate]:
+        """The covariates the model reads (a fitted model's, else the configured ones)."""
+        if self._forecaster is not None:
+            features = self._forecaster.meta.features
+            return dict(features.covariates) if features is not None else {}
+        return dict(self.job.data.covariates)
 
     def fit(self, df: pd.DataFrame | LoadedData | None = None, *, strict: bool = False,
             warm_start: list[np.ndarray] | None = None, source: str | None = None) -> Nearcast:
@@ -158,7 +167,7 @@ class Nearcast:
         self.data = LoadedData(frame, data.source, data.prepared)
         config = self.job.model.on_grid(data.grid)
         self.fitted = fit_forecaster(frame, config, self.job.train, data.grid, self.job.ensemble,
-                                     warm_start)
+                                     warm_start, covariates=self.job.data.covariates)
         self._forecaster, self.logged = self.fitted.forecaster, None
         return self
 

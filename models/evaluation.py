@@ -15,7 +15,8 @@ from nearcast.models.metrics import (
     owa,
     smape_by_step,
 )
-from nearcast.pipelines.windows import SeriesTable
+from nearcast.pipelines.feature_windows import CovariateBatch
+from nearcast.pipelines.windows import SeriesTable, covariate_inputs, cut_index
 
 REFERENCE = "naive2"
 
@@ -66,11 +67,26 @@ def holdout_evaluate(forecaster: Forecaster, table: SeriesTable, horizon: int) -
     """
     insample = [table.series(i)[:-horizon].astype(np.float64) for i in range(len(table.ids))]
     actual = np.stack([table.series(i)[-horizon:] for i in range(len(table.ids))]).astype(float)
-    return evaluate_histories(forecaster, table.ids, insample, actual)
+    return evaluate_histories(forecaster, table.ids, insample, actual,
+                              table_covariates(forecaster, table, table.offsets[1:] - horizon))
+
+
+def table_covariates(forecaster: Forecaster, table: SeriesTable, ends: np.ndarray
+                     ) -> CovariateBatch | None:
+    """The covariate inputs of windows ending at ``ends`` (one per series), cut as served.
+
+    None for a target-only model.
+    """
+    if table.features is None:
+        return None
+    spec = forecaster.config.window_spec()
+    inputs = covariate_inputs(table, cut_index(table, ends, spec), spec)
+    return CovariateBatch(inputs, np.zeros(len(table.ids), dtype=bool))
 
 
 def evaluate_histories(
-    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], actual: np.ndarray
+    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], actual: np.ndarray,
+    covariates: CovariateBatch | None = None,
 ) -> Evaluation:
     """Forecast from each history and score model and baselines against what came next.
 
@@ -83,6 +99,7 @@ def evaluate_histories(
             also the MASE scale and the baselines' input.
         actual: the values after each history, shape ``(S, h)`` with ``h`` at most the model's
             horizon.
+        covariates: a covariate model's inputs for the same windows.
 
     Raises:
         ValueError: when ``h`` exceeds the model's horizon or the shapes disagree.
@@ -92,7 +109,8 @@ def evaluate_histories(
         raise ValueError(f"actual has shape {actual.shape} for {len(insample)} histories; the "
                          f"model forecasts 1..{forecaster.config.horizon} steps")
     insample = [np.asarray(s, dtype=np.float64) for s in insample]
-    result = forecaster.forecast([s.astype(np.float32) for s in insample]).values[:, :horizon]
+    result = forecaster.forecast([s.astype(np.float32) for s in insample],
+                                 covariates).values[:, :horizon]
     forecasts = {"model": result[:, :, forecaster.config.point_index].astype(np.float64)}
     for name, method in BASELINES.items():
         forecasts[name] = method(insample, horizon, season)
@@ -117,4 +135,5 @@ def _coverages(forecaster: Forecaster, result: np.ndarray, actual: np.ndarray) -
     return out
 
 
-__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_methods"]
+__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_methods",
+           "table_covariates"]

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import nearcast.models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
 from nearcast.models.config import ModelConfig
+from nearcast.pipelines.feature_windows import CovariateBatch
+from nearcast.pipelines.features import FeatureSpec
 from nearcast.pipelines.grid import GridRule, same_freq
 from nearcast.pipelines.padding import FitResult, fit_histories
 from nearcast.pipelines.prepare import Regularized, regularize
@@ -45,6 +47,14 @@ class ModelMeta(BaseModel):
     nearcast_version: str = ""
     train_series: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
+    features: FeatureSpec | None = Field(
+        None, description="Covariates, calendar and series vocabulary (None: the target only)."
+    )
+
+    @property
+    def covariate_model(self) -> bool:
+        """True when the model reads anything besides the target's history."""
+        return self.features is not None and self.features.active
 
     @model_validator(mode="before")
     @classmethod
@@ -75,10 +85,12 @@ class Forecast:
     Attributes:
         values: shape ``(B, H, K)``; the last axis follows ``meta.config.output_names``.
         fit: how each history was cut or padded to the window.
+        unseen: per series, True when the series embedding fell back to the shared vector.
     """
 
     values: np.ndarray
     fit: FitResult
+    unseen: np.ndarray | None = None
 
 
 class Forecaster:
@@ -86,13 +98,13 @@ class Forecaster:
 
     def __init__(self, model: keras.Model, meta: ModelMeta, jit_compile: bool = False) -> None:
         self.model, self.meta = model, meta
-        size = meta.config.input_size
-        spec = [tf.TensorSpec((None, size), tf.float32, name=n) for n in ("history", "mask")]
+        self.input_specs = input_specs(meta)
 
-        def _predict(history: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-            return model({"history": history, "mask": mask}, training=False)["forecast"]
+        def _predict(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+            return model(inputs, training=False)["forecast"]
 
-        self._predict = tf.function(_predict, input_signature=spec, jit_compile=jit_compile)
+        self._predict = tf.function(_predict, input_signature=[self.input_specs],
+                                    jit_compile=jit_compile)
 
     @property
     def config(self) -> ModelConfig:
@@ -100,23 +112,49 @@ class Forecaster:
         return self.meta.config
 
     def predict_arrays(self, history: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Forecast fitted windows: ``(B, L)`` and ``(B, L)`` in, ``(B, H, K)`` out."""
-        out = self._predict(tf.convert_to_tensor(history), tf.convert_to_tensor(mask))
-        return np.asarray(out)
+        """Forecast fitted windows of a target-only model: ``(B, L)`` twice in, ``(B, H, K)``."""
+        return self.predict_inputs({"history": history, "mask": mask})
 
-    def forecast(self, histories: Sequence[np.ndarray]) -> Forecast:
-        """Forecast raw 1-D histories of any length (cut or padded to the window)."""
+    def predict_inputs(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Forecast fitted windows with every input the model has, ``(B, H, K)`` out.
+
+        Raises:
+            ValueError: an input of the model is missing (naming it).
+        """
+        missing = sorted(set(self.input_specs) - set(inputs))
+        if missing:
+            raise ValueError(f"the model needs inputs {missing} (covariates); got "
+                             f"{sorted(inputs)}")
+        feed = {k: tf.convert_to_tensor(inputs[k], dtype=spec.dtype)
+                for k, spec in self.input_specs.items()}
+        return np.asarray(self._predict(feed))
+
+    def forecast(
+        self, histories: Sequence[np.ndarray], covariates: CovariateBatch | None = None
+    ) -> Forecast:
+        """Forecast raw 1-D histories of any length (cut or padded to the window).
+
+        A covariate model also needs ``covariates`` (:func:`pipelines.feature_windows.
+        covariate_batch` of the same series).
+        """
         fitted = fit_histories(histories, self.config.window_spec())
-        return Forecast(values=self.predict_arrays(fitted.history, fitted.mask), fit=fitted)
+        inputs = {"history": fitted.history, "mask": fitted.mask}
+        inputs |= covariates.inputs if covariates is not None else {}
+        return Forecast(values=self.predict_inputs(inputs), fit=fitted,
+                        unseen=None if covariates is None else covariates.unseen)
 
     def warmup(self) -> None:
         """Trace the compiled function once so the first request pays nothing."""
-        size = self.config.input_size
-        self.predict_arrays(np.ones((1, size), np.float32), np.ones((1, size), np.float32))
+        self.predict_inputs(example_inputs(self.input_specs, 1))
 
     def regularize(self, df: pd.DataFrame) -> Regularized:
-        """Put raw long observations on the model's grid by its own rule (freq, agg, gaps)."""
-        return regularize(df, self.meta.grid)
+        """Put raw long observations on the model's grid by its own rule (freq, agg, gaps).
+
+        A covariate model's covariate columns go through the same steps, by their own rules.
+        """
+        features = self.meta.features
+        return regularize(df, self.meta.grid,
+                          covariates=features.covariates if features is not None else None)
 
     def future_index(self, last_ds: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
         """Timestamps of the ``horizon`` steps after ``last_ds`` at the model frequency."""
@@ -140,13 +178,42 @@ class Forecaster:
 
     def describe(self) -> dict[str, Any]:
         """Public facts about the model (for listings and provenance)."""
-        c, g = self.config, self.meta.grid
+        c, g, f = self.config, self.meta.grid, self.meta.features
         return {
             "freq": c.freq, "horizon": c.horizon, "input_size": c.input_size,
             "min_history": c.shortest_history, "quantiles": c.quantiles, "cell": c.cell,
             "scaling": c.scaling, "agg": g.agg, "gap_policy": g.gap_policy,
             "max_gap": g.max_gap, "timezone": g.timezone,
+            "covariates": f.describe() if f is not None else [],
+            "calendar": f.calendar.model_dump() if f is not None and f.calendar else None,
+            "series_embedding": bool(f is not None and f.series_ids),
         }
 
 
-__all__ = ["META_FILE", "MODEL_FILE", "Forecast", "Forecaster", "ModelMeta"]
+def input_specs(meta: ModelMeta) -> dict[str, tf.TensorSpec]:
+    """The ``TensorSpec`` of each input of the model's compiled path, by name."""
+    size, horizon = meta.config.input_size, meta.config.horizon
+    specs = {n: tf.TensorSpec((None, size), tf.float32, name=n) for n in ("history", "mask")}
+    widths = meta.features.input_widths() if meta.features is not None else {}
+    shapes = {"past": ((None, size, widths.get("past", 0)), tf.float32),
+              "future": ((None, horizon, widths.get("future", 0)), tf.float32),
+              "static": ((None, widths.get("static", 0)), tf.float32),
+              "series": ((None,), tf.int32)}
+    for key in widths:
+        shape, dtype = shapes[key]
+        specs[key] = tf.TensorSpec(shape, dtype, name=key)
+    return specs
+
+
+def example_inputs(specs: dict[str, tf.TensorSpec], batch: int) -> dict[str, np.ndarray]:
+    """Inputs of the given batch size for ``specs`` (ones; zeros for series codes)."""
+    out = {}
+    for key, spec in specs.items():
+        shape = (batch, *spec.shape[1:])
+        out[key] = (np.zeros(shape, np.int32) if spec.dtype == tf.int32
+                    else np.ones(shape, np.float32))
+    return out
+
+
+__all__ = ["META_FILE", "MODEL_FILE", "Forecast", "Forecaster", "ModelMeta", "example_inputs",
+           "input_specs"]

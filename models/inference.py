@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from nearcast.models.forecaster import Forecaster
+from nearcast.pipelines.covariates import past_names, static_names
+from nearcast.pipelines.errors import DataValidationError, Problem
+from nearcast.pipelines.feature_windows import (
+    CovariateBatch,
+    CovariateError,
+    covariate_batch,
+    future_frame,
+)
+from nearcast.pipelines.features import FeatureSpec
 from nearcast.pipelines.prepare import Regularized
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
@@ -34,18 +44,41 @@ def check_horizon(forecaster: Forecaster, horizon: int) -> None:
         )
 
 
-def forecast_frame(forecaster: Forecaster, df: pd.DataFrame, horizon: int) -> FrameForecast:
-    """Forecast every series of a long frame ``(unique_id, ds, y)``.
+def split_future(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a long frame into history and future rows.
+
+    Per series, the rows after its last observed ``y`` whose ``y`` is missing are the steps to
+    forecast (their future-known covariates are given).
+    """
+    frame = df.sort_values([UNIQUE_ID, DS], kind="stable")
+    observed = frame[Y].notna()
+    after_last = observed[::-1].astype(int).groupby(frame[UNIQUE_ID][::-1]).cummax()[::-1] == 0
+    return frame[~after_last], frame[after_last]
+
+
+def forecast_frame(forecaster: Forecaster, df: pd.DataFrame, horizon: int,
+                   future: pd.DataFrame | None = None) -> FrameForecast:
+    """Forecast every series of a long frame ``(unique_id, ds, y[, covariates])``.
 
     The frame is validated, bucketed onto the model's frequency and gap-filled by the model's
-    rule, then each series' history is cut or padded to the window.
+    rule, then each series' history is cut or padded to the window. A covariate model takes
+    the future-known covariates of the model's horizon from ``future`` (``unique_id``,
+    ``ds``, one column per future covariate), or from the rows of ``df`` after each series'
+    last observed ``y`` (:func:`split_future`).
+
+    Raises:
+        DataValidationError: naming the series whose covariates do not fit the model.
     """
     check_horizon(forecaster, horizon)
+    features = forecaster.meta.features if forecaster.meta.covariate_model else None
+    if features is not None and future is None:
+        df, future = split_future(df)
     prepared = forecaster.regularize(df)
     frame = prepared.frame
     groups = list(frame.groupby(UNIQUE_ID, sort=True))
     histories = [g[Y].to_numpy(np.float32) for _, g in groups]
-    result = forecaster.forecast(histories).values[:, :horizon, :]
+    covariates = None if features is None else _covariates(forecaster, features, groups, future)
+    result = forecaster.forecast(histories, covariates).values[:, :horizon, :]
     names = ["forecast" if n == "point" else n for n in forecaster.config.output_names]
     parts = []
     for (uid, g), values in zip(groups, result, strict=True):
@@ -59,4 +92,48 @@ def forecast_frame(forecaster: Forecaster, df: pd.DataFrame, horizon: int) -> Fr
     return FrameForecast(frame=out, prepared=prepared)
 
 
-__all__ = ["FrameForecast", "check_horizon", "forecast_frame"]
+def _covariates(forecaster: Forecaster, features: FeatureSpec,
+                groups: Sequence[tuple[object, pd.DataFrame]], future: pd.DataFrame | None
+                ) -> CovariateBatch:
+    """The covariate inputs of each series, its future rows checked against the model's steps.
+
+    Raises:
+        DataValidationError: naming the series: future rows missing or at other timestamps,
+            or a covariate that does not fit.
+    """
+    horizon = forecaster.config.horizon
+    by_series = ({} if future is None else
+                 {str(k): g for k, g in future.groupby(future[UNIQUE_ID].astype(str))})
+    not_future = {UNIQUE_ID, DS, Y} | set(past_names(features.covariates)) | set(
+        static_names(features.covariates))
+    futures: list[pd.DataFrame] = []
+    problems: list[Problem] = []
+    for uid, g in groups:
+        steps = forecaster.future_index(g[DS].iloc[-1], horizon)
+        rows = by_series.get(str(uid))
+        given = {} if rows is None else _on_steps(rows, steps, not_future)
+        try:
+            futures.append(future_frame(steps, given, features, len(futures)))
+        except CovariateError as exc:
+            problems.append(Problem("covariates", str(uid), [], f"{exc} (steps "
+                                    f"{steps[0].isoformat()}..{steps[-1].isoformat()})"))
+    if problems:
+        raise DataValidationError(problems)
+    ids = [str(uid) for uid, _ in groups]
+    try:
+        return covariate_batch(features, forecaster.config.window_spec(),
+                               [g for _, g in groups], futures, ids)
+    except CovariateError as exc:
+        raise DataValidationError([Problem("covariates", ids[exc.index], [], str(exc))]) from None
+
+
+def _on_steps(rows: pd.DataFrame, steps: pd.DatetimeIndex, skip: set[str]
+              ) -> dict[str, np.ndarray]:
+    """Each column of a series' future rows but ``skip`` at the forecast steps (NaN: missing)."""
+    indexed = rows.set_index(pd.DatetimeIndex(pd.to_datetime(rows[DS], utc=True)))
+    indexed = indexed[~indexed.index.duplicated(keep="last")]
+    return {str(n): indexed[n].reindex(steps).to_numpy(np.float64)
+            for n in rows.columns if n not in skip}
+
+
+__all__ = ["FrameForecast", "check_horizon", "forecast_frame", "split_future"]

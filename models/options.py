@@ -16,7 +16,8 @@ from nearcast.models.jobconfig import JobConfig
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.grid import GridRule
 
-_GRID_KEYS = set(GridRule.model_fields) - {"freq"}
+_GRID_KEYS = (set(GridRule.model_fields) - {"freq"}) | {"covariates"}
+"""Options of the data section: the grid rule and the covariate declarations."""
 _ENSEMBLE_KEYS = set(EnsembleConfig.model_fields) - {"members"}
 
 

@@ -13,6 +13,7 @@ Calendar frequencies (``"W-MON"``, ``"MS"``, ``"ME"``, ...) are anchored as by p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, get_args
 
@@ -21,6 +22,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
+from nearcast.pipelines.covariates import Covariate, bucket_aggregation, static_names
 from nearcast.pipelines.frequency import infer_freq, naive_utc
 from nearcast.pipelines.grid import Aggregation
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
@@ -116,7 +118,11 @@ def aggregate(grouped: Any, how: str) -> pd.Series:
 
 
 def bucket(
-    df: pd.DataFrame, freq: str | None, *, agg: str = "mean"
+    df: pd.DataFrame,
+    freq: str | None,
+    *,
+    agg: str = "mean",
+    covariates: Mapping[str, Covariate] | None = None,
 ) -> tuple[pd.DataFrame, BucketReport]:
     """Aggregate each series onto a regular grid of ``freq`` from its first to its last bucket.
 
@@ -131,10 +137,14 @@ def bucket(
             infers it with :func:`pipelines.frequency.infer_freq`.
         agg: How the values of a bucket become one, see :data:`AGGREGATIONS`; ``first``/``last``
             take the first/last non-missing value of the bucket (in time order).
+        covariates: Covariate columns of ``df`` bucketed along, each time-varying one with its
+            own aggregation (empty buckets NaN, for its gap policy); a static one keeps its
+            series' value (empty buckets too). ``None`` or empty: none.
 
     Returns:
-        The bucketed frame ``(unique_id, ds, y)`` sorted by ``unique_id``, ``ds`` (``ds`` as
-        ``datetime64[ns, UTC]``), with empty buckets as rows of NaN, and a :class:`BucketReport`.
+        The bucketed frame ``(unique_id, ds, y, covariates...)`` sorted by ``unique_id``, ``ds``
+        (``ds`` as ``datetime64[ns, UTC]``), with empty buckets as rows of NaN, and a
+        :class:`BucketReport`.
 
     Raises:
         ValueError: On an unknown aggregation, a missing required column or a frequency that
@@ -147,19 +157,41 @@ def bucket(
     uids = df[UNIQUE_ID].astype(str)
     if ds.isna().any() or uids.isna().any():
         raise ValueError(f"{UNIQUE_ID!r} and {DS!r} must not be missing; run validate_long first")
+    covs = dict(covariates or {})
+    for how in [bucket_aggregation(cov) for cov in covs.values()]:
+        check_aggregation(how)
     used_freq = freq if freq is not None else infer_freq(df)
     frame = pd.DataFrame({UNIQUE_ID: uids.to_numpy(), DS: ds.to_numpy(),
                           Y: df[Y].to_numpy(dtype="float64")})
+    for name in covs:
+        frame[name] = df[name].to_numpy()
     if frame.empty:
         return frame.assign(**{DS: ds.dt.tz_localize("UTC")}), BucketReport(freq=used_freq)
     # Time order within each series (ties keep row order), so that first/last follow time.
     frame = frame.sort_values([UNIQUE_ID, DS], kind="stable")
-    grouped = frame.groupby([UNIQUE_ID, pd.Grouper(key=DS, **_bins(used_freq))], sort=True)[Y]
-    values = aggregate(grouped, agg)
+    grouped = frame.groupby([UNIQUE_ID, pd.Grouper(key=DS, **_bins(used_freq))], sort=True)
+    values = aggregate(grouped[Y], agg)
     grid = _grid(values.index, pd.DatetimeIndex([ds.min(), ds.max()]), used_freq)
     out = values.reindex(grid).reset_index()
+    if covs:
+        out = _with_covariates(out, grouped, grid, covs)
     out[DS] = out[DS].dt.tz_localize("UTC").dt.as_unit("ns")
-    return out, _report(used_freq, grouped.size().reindex(grid, fill_value=0))
+    return out, _report(used_freq, grouped[Y].size().reindex(grid, fill_value=0))
+
+
+def _with_covariates(
+    out: pd.DataFrame, grouped: Any, grid: pd.MultiIndex, covs: Mapping[str, Covariate]
+) -> pd.DataFrame:
+    """Add the covariates' bucket values to ``out`` (rows in ``grid`` order).
+
+    Static covariates fill the empty buckets with their series' value.
+    """
+    columns = {name: aggregate(grouped[name], bucket_aggregation(cov)).reindex(grid).to_numpy()
+               for name, cov in covs.items()}
+    out = out.assign(**columns)
+    for name in static_names(covs):
+        out[name] = out[name].groupby(out[UNIQUE_ID], sort=False).transform("first")
+    return out
 
 
 def _bins(freq: str) -> dict[str, Any]:

@@ -9,11 +9,12 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from nearcast.pipelines import sources
+from nearcast.pipelines.covariates import Covariate
 from nearcast.pipelines.errors import DataSourceError, DataValidationError, Problem
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.origin import RowOrigin
 from nearcast.pipelines.prepare import Regularized, regularize
-from nearcast.pipelines.schema import LONG_COLUMNS
+from nearcast.pipelines.schema import LONG_COLUMNS, UNIQUE_ID
 
 
 class DataConfig(GridRule):
@@ -21,6 +22,17 @@ class DataConfig(GridRule):
 
     The grid keys (``freq``, ``agg``, ``gap_policy``, ``max_gap``, ``timezone``) are those of
     :class:`pipelines.grid.GridRule`; a model trained on this data keeps them.
+
+    ``columns`` maps ``unique_id``, ``ds`` and ``y`` to the source's column names, verbatim
+    (leading spaces included: ``" Price"``); ``""`` means a CSV's unnamed first column (a header
+    starting with a comma). ``series_id`` gives every row one series key, for a source without
+    an id column (one market per file). ``covariates`` declares the other columns to read, by
+    their name inside nearcast (see :mod:`pipelines.covariates`), e.g.::
+
+        columns: {ds: "", y: " Price"}
+        series_id: NP
+        covariates:
+          load: {column: " Grid load forecast", role: future}
     """
 
     source: Literal["m4_hourly", "files", "sql"] = "m4_hourly"
@@ -28,7 +40,14 @@ class DataConfig(GridRule):
     url: str | None = Field(None, description="SQLAlchemy URL (source 'sql').")
     query: str | None = Field(None, description="Table name or SELECT (source 'sql').")
     columns: dict[str, str] = Field(
-        default_factory=dict, description="Your column -> unique_id/ds/y."
+        default_factory=dict,
+        description="unique_id/ds/y -> your column ('' = the unnamed first column).",
+    )
+    series_id: str | None = Field(
+        None, min_length=1, description="One series key for a source without an id column."
+    )
+    covariates: dict[str, Covariate] = Field(
+        default_factory=dict, description="Covariate name -> role, kind, source column, ..."
     )
     n_series: int | None = Field(None, ge=1, description="Bundled M4: first n series only.")
 
@@ -42,12 +61,30 @@ class DataConfig(GridRule):
         sources.ColumnMap(**value)  # ValueError when one column is named twice
         return value
 
+    @field_validator("covariates")
+    @classmethod
+    def _covariate_names(cls, value: dict[str, Covariate]) -> dict[str, Covariate]:
+        taken = sorted(set(value) & set(LONG_COLUMNS))
+        if taken:
+            raise ValueError(f"covariate name(s) {taken} collide with the long format's columns "
+                             f"{list(LONG_COLUMNS)}; name the covariate otherwise (its source "
+                             "column goes in 'column')")
+        if "" in value:
+            raise ValueError("a covariate needs a non-empty name")
+        return value
+
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
         if self.source == "files" and not self.path:
             raise ValueError("'path' is required when source is 'files'")
         if self.source == "sql" and not (self.url and self.query):
             raise ValueError("'url' and 'query' are required when source is 'sql'")
+        if self.series_id is not None and UNIQUE_ID in self.columns:
+            raise ValueError(f"give either 'series_id' (one series) or 'columns.{UNIQUE_ID}' "
+                             "(the column holding the series key), not both")
+        if self.source == "m4_hourly" and (self.covariates or self.series_id is not None):
+            raise ValueError("'covariates' and 'series_id' need source 'files' or 'sql' (the "
+                             "bundled M4 data has neither)")
         return self
 
     def describe(self) -> str:
@@ -101,22 +138,24 @@ def _read(cfg: DataConfig) -> RawData:
     if cfg.source == "files":
         if not cfg.path:
             raise DataSourceError("data.path is required for source 'files'")
-        return RawData(*sources.read_files_located(cfg.path, columns=mapping))
+        return RawData(*sources.read_files_located(
+            cfg.path, columns=mapping, covariates=cfg.covariates, series_id=cfg.series_id))
     if not cfg.url or not cfg.query:
         raise DataSourceError("data.url and data.query are required for source 'sql'")
-    frame = sources.read_sql(cfg.url, cfg.query, columns=mapping)
+    frame = sources.read_sql(cfg.url, cfg.query, columns=mapping, covariates=cfg.covariates,
+                             series_id=cfg.series_id)
     return RawData(frame, RowOrigin(f"{sources.masked_url(cfg.url)} {cfg.query}"))
 
 
 def prepare(cfg: DataConfig, raw: RawData) -> LoadedData:
-    """Validate, bucket and gap-fill data read by :func:`read_raw`.
+    """Validate, bucket and gap-fill data read by :func:`read_raw` (covariates included).
 
     Raises:
         DataValidationError: naming the series and the file lines (or rows) of every problem.
         DataSourceError: when the grid cannot be made (e.g. no frequency can be inferred).
     """
     try:
-        prepared = regularize(raw.frame, cfg)
+        prepared = regularize(raw.frame, cfg, covariates=cfg.covariates)
     except DataValidationError as exc:
         raise raw.origin.locate(exc) from exc
     except ValueError as exc:  # bucketing: e.g. no frequency can be inferred from the data

@@ -69,6 +69,8 @@ class Problem:
         message: Human-readable explanation of what is wrong.
         file: The file the problem is in, when known.
         unit: What ``rows`` count when ``file`` is set: ``"line"`` or ``"row"``.
+        column: The column concerned, when the problem is about a covariate column (its name
+            inside nearcast); ``None`` for the target and timestamps.
     """
 
     kind: str
@@ -77,13 +79,15 @@ class Problem:
     message: str = ""
     file: str | None = None
     unit: str = "line"
+    column: str | None = None
 
     def describe(self) -> str:
         """Return a one-line description naming the series, the rows and what is wrong.
 
         Returns:
-            Text such as ``"[duplicate] series 'a', rows [3, 4]: 2 rows share ds ..."`` or
-            ``"[non_numeric] series 'a', data.csv line 5: y is not numeric: 'x'"``.
+            Text such as ``"[duplicate] series 'a', rows [3, 4]: 2 rows share ds ..."``,
+            ``"[non_numeric] series 'a', data.csv line 5: y is not numeric: 'x'"`` or
+            ``"[non_numeric] series 'a', data.csv line 5, column 'load': ..."``.
         """
         where: list[str] = []
         if self.unique_id is not None:
@@ -96,6 +100,8 @@ class Problem:
             where.append(self.file)
         elif self.rows:
             where.append(f"rows {_format_rows(self.rows)}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
         if not where:
             return f"[{self.kind}] {self.message}"
         return f"[{self.kind}] {', '.join(where)}: {self.message}"

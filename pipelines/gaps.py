@@ -16,7 +16,7 @@ import pandas as pd
 from nearcast.pipelines.grid import GapPolicy
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
-__all__ = ["GapReport", "SeriesGaps", "fill_gaps"]
+__all__ = ["GapReport", "SeriesGaps", "fill_gaps", "policy_values"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def fill_gaps(
     missing = y.isna()
     run_length, leading = _gap_runs(work[UNIQUE_ID], missing)
     eligible = missing if max_gap is None else missing & (run_length <= max_gap)
-    filled_y = y.mask(eligible, _candidates(work[UNIQUE_ID], y, policy))
+    filled_y = y.mask(eligible, policy_values(work[UNIQUE_ID], y, policy))
     out = work.assign(**{Y: filled_y})
     stats = pd.DataFrame(
         {
@@ -141,8 +141,18 @@ def _gap_runs(uids: pd.Series, missing: pd.Series) -> tuple[pd.Series, pd.Series
     return run_length, leading
 
 
-def _candidates(uids: pd.Series, y: pd.Series, policy: GapPolicy) -> pd.Series:
-    """Return the value each row would get under ``policy`` (NaN where it cannot be filled)."""
+def policy_values(uids: pd.Series, y: pd.Series, policy: GapPolicy) -> pd.Series:
+    """Return the value each row would get under ``policy`` (NaN where it cannot be filled).
+
+    Args:
+        uids: The series of each row; rows are in time order within each series.
+        y: The values (NaN: missing), same index.
+        policy: The gap policy (see :func:`fill_gaps`).
+
+    Returns:
+        Per row, the value it gets if it is missing (NaN where the policy cannot fill it);
+        take only the missing rows from it.
+    """
     if policy == "zero":
         return pd.Series(0.0, index=y.index)
     forward = y.groupby(uids, sort=False).ffill()

@@ -15,15 +15,20 @@ _SAMPLE = 3
 
 
 def per_series(
-    kind: str, mask: pd.Series, uids: pd.Series, describe: Callable[[pd.Index], str]
+    kind: str,
+    mask: pd.Series,
+    uids: pd.Series,
+    describe: Callable[[pd.Index], str],
+    column: str | None = None,
 ) -> list[Problem]:
-    """One problem per series for the rows flagged in ``mask``."""
+    """One problem per series for the rows flagged in ``mask`` (about ``column``, if given)."""
     hits = pd.DataFrame({UNIQUE_ID: uids[mask]})
     problems: list[Problem] = []
     for key, group in hits.groupby(UNIQUE_ID, dropna=False, sort=True):
         uid = None if pd.isna(key) else str(key)
         rows: list[Hashable] = list(group.index)
-        problems.append(Problem(kind=kind, unique_id=uid, rows=rows, message=describe(group.index)))
+        problems.append(Problem(kind=kind, unique_id=uid, rows=rows, message=describe(group.index),
+                                column=column))
     return problems
 
 

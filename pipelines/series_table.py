@@ -12,19 +12,42 @@ batches to ``tf.data``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from nearcast.pipelines.features import FeatureSpec
+from nearcast.pipelines.padding import usable_length
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 from nearcast.pipelines.window_runs import WindowRuns, WindowSpec
 
-__all__ = ["NumpyBatch", "SeriesTable", "gather_windows", "last_windows", "window_index",
-           "window_runs"]
+__all__ = ["FeatureArrays", "NumpyBatch", "SeriesTable", "covariate_inputs", "cut_index",
+           "gather_batch", "gather_windows", "last_windows", "window_index", "window_runs"]
 
 NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
-"""``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays."""
+"""``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays; a covariate
+model's batches also hold ``past``, ``future``, ``series`` and ``static`` (see
+:func:`gather_batch`)."""
+
+
+@dataclass(frozen=True)
+class FeatureArrays:
+    """A table's covariate inputs (see :class:`pipelines.features.FeatureSpec`).
+
+    Attributes:
+        time: time matrix aligned with the values, shape ``(N, C)``.
+        future: positions of the columns known over the horizon.
+        static: static matrix per series, shape ``(S, D)``.
+        codes: series embedding codes, shape ``(S,)`` int32 (0 = the shared vector).
+        keys: the model inputs a batch holds (:meth:`FeatureSpec.input_widths`).
+    """
+
+    time: np.ndarray
+    future: np.ndarray
+    static: np.ndarray
+    codes: np.ndarray
+    keys: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -40,13 +63,14 @@ class SeriesTable:
     ids: np.ndarray
     values: np.ndarray
     offsets: np.ndarray
+    features: FeatureArrays | None = None
 
     @classmethod
-    def from_long(cls, df: pd.DataFrame) -> SeriesTable:
+    def from_long(cls, df: pd.DataFrame, features: FeatureSpec | None = None) -> SeriesTable:
         """Build from a long frame ``(unique_id, ds, y, ...)`` of regular, gap-free series.
 
         Rows may come in any order; columns other than ``unique_id``, ``ds`` and ``y`` are
-        ignored.
+        ignored unless ``features`` (an active spec) says how to read them.
 
         Raises:
             ValueError: if ``y`` holds NaN or inf (naming the series and timestamps).
@@ -61,7 +85,15 @@ class SeriesTable:
                 f"first (series, ds): {rows}"
             )
         ids, counts = np.unique(frame[UNIQUE_ID].to_numpy(dtype=str), return_counts=True)
-        return cls(ids, values, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if features is None or not features.active:
+            return cls(ids, values, offsets)
+        arrays = FeatureArrays(features.time_matrix(frame),
+                               np.asarray(features.future_columns(), np.int64),
+                               features.statics_of(frame, list(ids)),
+                               features.series_codes(list(ids))[0],
+                               tuple(features.input_widths()))
+        return cls(ids, values, offsets, arrays)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -111,6 +143,57 @@ def gather_windows(values: np.ndarray, index: np.ndarray, spec: WindowSpec) -> N
     history[padding] = 0.0
     target = values[end + np.arange(spec.horizon, dtype=np.int64)].astype(np.float32, copy=False)
     return {"history": history, "mask": (~padding).astype(np.float32)}, target
+
+
+def gather_batch(table: SeriesTable, index: np.ndarray, spec: WindowSpec) -> NumpyBatch:
+    """:func:`gather_windows` plus the table's covariate inputs, if it has any.
+
+    ``past`` ``(B, L, C)`` is the time matrix over each input window (zeros where padded),
+    ``future`` ``(B, H, F)`` its future-known columns over the horizon, ``series`` ``(B,)``
+    the embedding codes and ``static`` ``(B, D)`` the static inputs. Nothing after a window's
+    end enters except the future-known columns.
+    """
+    inputs, target = gather_windows(table.values, index, spec)
+    feats = table.features
+    if feats is None:
+        return inputs, target
+    inputs |= covariate_inputs(table, index, spec)
+    return inputs, target
+
+
+def covariate_inputs(table: SeriesTable, index: np.ndarray, spec: WindowSpec
+                     ) -> dict[str, np.ndarray]:
+    """The covariate inputs of the windows ``index`` (rows ``(end, start)``) of ``table``.
+
+    Future rows past a series' last row repeat its last row (a backtest fold at the end of
+    the data with fewer steps than the model's horizon).
+    """
+    feats = table.features
+    if feats is None:
+        return {}
+    index = np.asarray(index, dtype=np.int64)
+    end, start = index[:, :1], index[:, 1:]
+    hist_idx = end - spec.input_size + np.arange(spec.input_size, dtype=np.int64)
+    past = feats.time[np.maximum(hist_idx, start)]
+    past[hist_idx < start] = 0.0
+    series = np.searchsorted(table.offsets, index[:, 1], side="right") - 1
+    last = table.offsets[series + 1][:, None] - 1
+    horizon_idx = np.minimum(end + np.arange(spec.horizon, dtype=np.int64), last)
+    out = {"past": past, "static": feats.static[series], "series": feats.codes[series]}
+    if "future" in feats.keys:
+        out["future"] = feats.time[horizon_idx][:, :, feats.future]
+    return {key: out[key] for key in feats.keys}
+
+
+def cut_index(table: SeriesTable, ends: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """Index rows of windows ending at the global positions ``ends``, one per series.
+
+    The history is cut or padded as :func:`pipelines.padding.fit_histories` does (the newest
+    usable points, whole folds when padded), so these windows are the served ones.
+    """
+    starts = table.offsets[:-1]
+    keep = np.asarray([usable_length(int(n), spec) for n in np.asarray(ends) - starts])
+    return np.stack([ends, np.asarray(ends) - keep], axis=1).astype(np.int64)
 
 
 def last_windows(table: SeriesTable, spec: WindowSpec) -> np.ndarray:

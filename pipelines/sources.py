@@ -1,7 +1,8 @@
 """Read observations from files, SQL databases, data frames and the M4 wide layout.
 
 Every source returns a long frame whose columns are renamed to ``unique_id``, ``ds``, ``y``
-according to a :class:`ColumnMap`; nothing is validated here, so the next step is
+according to a :class:`ColumnMap`, plus the declared covariates renamed to their names (see
+:mod:`pipelines.source_columns`); nothing is validated here, so the next step is
 :func:`pipelines.validation.validate_long`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import glob
 import importlib.resources
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -18,15 +19,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from nearcast.pipelines.covariates import Covariate
 from nearcast.pipelines.errors import (
     DataNotFoundError,
     DataSourceError,
     DataValidationError,
-    Problem,
     first_line,
 )
 from nearcast.pipelines.origin import FileRows, RowOrigin
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.source_columns import ColumnMap, from_dataframe, text_columns
 from nearcast.pipelines.sql_source import masked_url, read_rows
 
 __all__ = [
@@ -58,60 +60,12 @@ _SUFFIXES: dict[str, FileFormat] = {
 }
 
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """How the user's columns map onto the long format.
-
-    Attributes:
-        unique_id: User column holding the series key.
-        ds: User column holding the timestamp.
-        y: User column holding the target.
-    """
-
-    unique_id: str = UNIQUE_ID
-    ds: str = DS
-    y: str = Y
-
-    def __post_init__(self) -> None:
-        if len({self.unique_id, self.ds, self.y}) != 3:
-            raise ValueError(f"column map names a column twice: {self.renames()}")
-
-    def renames(self) -> dict[str, str]:
-        """Return the mapping from user column names to long-frame column names.
-
-        Returns:
-            ``{user_name: long_name}`` for the id, timestamp and target.
-        """
-        return {self.unique_id: UNIQUE_ID, self.ds: DS, self.y: Y}
-
-
-def from_dataframe(df: pd.DataFrame, columns: ColumnMap | None = None) -> pd.DataFrame:
-    """Return ``df`` as a long frame: mapped columns selected and renamed, index reset.
-
-    Args:
-        df: The user's frame.
-        columns: Column mapping; ``None`` keeps the frame's columns as they are (they should
-            already be named ``unique_id``, ``ds``, ``y``).
-
-    Returns:
-        A new frame (``df`` is not modified).
-
-    Raises:
-        DataValidationError: If a mapped column is missing (naming the columns present).
-    """
-    if columns is None:
-        return df.reset_index(drop=True)
-    renames = columns.renames()
-    missing = [name for name in renames if name not in df.columns]
-    if missing:
-        present = [str(c) for c in df.columns]
-        message = f"missing column(s) {missing}; columns present: {present}"
-        raise DataValidationError([Problem(kind="missing_column", unique_id=None, message=message)])
-    return df[list(renames)].rename(columns=renames).reset_index(drop=True)
-
-
 def read_files_located(
-    path_or_glob: str | os.PathLike[str], *, columns: ColumnMap | None = None
+    path_or_glob: str | os.PathLike[str],
+    *,
+    columns: ColumnMap | None = None,
+    covariates: Mapping[str, Covariate] | None = None,
+    series_id: str | None = None,
 ) -> tuple[pd.DataFrame, RowOrigin]:
     """Read long CSV or Parquet files (one file, every data file of a folder, or a glob).
 
@@ -119,11 +73,15 @@ def read_files_located(
         path_or_glob: A file, a folder (its ``.csv``, ``.csv.gz``, ``.parquet`` ... files, not
             recursing) or a glob pattern such as ``"data/**/*.parquet"`` (``**`` recurses).
             Each file's format is told by its suffix.
-        columns: Column mapping applied to every file.
+        columns: Column mapping applied to every file (``""``: the unnamed first column).
+        covariates: Covariate columns kept, renamed to their names (see
+            :func:`~pipelines.source_columns.from_dataframe`).
+        series_id: The series key of every row, for files without an id column.
 
     Returns:
         The files' rows concatenated in sorted path order, with a fresh index (CSV series ids
-        are read as strings, so ``"007"`` stays ``"007"``; timestamps are left as read), and
+        and categorical covariates are read as strings, so ``"007"`` stays ``"007"``;
+        timestamps are left as read), and
         its :class:`~pipelines.origin.RowOrigin`, whose ``locate`` turns row positions in
         validation errors into file lines.
 
@@ -131,15 +89,17 @@ def read_files_located(
         DataNotFoundError: If nothing matches (naming the pattern); a FileNotFoundError.
         DataSourceError: If a file's format cannot be told from its suffix, or a file is empty
             or cannot be parsed (naming the file).
-        DataValidationError: If a mapped column is missing from a file (naming the file).
+        DataValidationError: If a mapped or covariate column is missing from a file (naming
+            the file, and the covariate).
     """
     paths = _expand(str(path_or_glob))
-    id_column = columns.unique_id if columns is not None else UNIQUE_ID
+    text = text_columns(columns, covariates)
     frames, parts = [], []
     for path in paths:
-        raw = _read_one(path, id_column)
+        raw = _read_one(path, text)
         try:
-            frames.append(from_dataframe(raw, columns))
+            frames.append(from_dataframe(raw, columns, covariates=covariates,
+                                         series_id=series_id))
         except DataValidationError as exc:
             raise RowOrigin(str(path), (FileRows(str(path), 0),)).locate(exc) from None
         csv = _format_of(path) == "csv"
@@ -170,8 +130,8 @@ def _format_of(path: Path) -> FileFormat | None:
     return None
 
 
-def _read_one(path: Path, id_column: str) -> pd.DataFrame:
-    """Read one CSV or Parquet file; errors name the file."""
+def _read_one(path: Path, text: list[str]) -> pd.DataFrame:
+    """Read one CSV or Parquet file (the ``text`` columns of a CSV as strings); errors name it."""
     kind = _format_of(path)
     if kind is None:
         raise DataSourceError(
@@ -181,7 +141,7 @@ def _read_one(path: Path, id_column: str) -> pd.DataFrame:
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={id_column: "str"})
+        return pd.read_csv(path, dtype=dict.fromkeys(text, "str"))
     except pd.errors.EmptyDataError:
         raise DataSourceError(
             f"{path}: the file is empty (expected a header line such as "
@@ -200,7 +160,12 @@ def _read_one(path: Path, id_column: str) -> pd.DataFrame:
 
 
 def read_sql(
-    url_or_engine: str | sa.Engine, table_or_query: str, *, columns: ColumnMap | None = None
+    url_or_engine: str | sa.Engine,
+    table_or_query: str,
+    *,
+    columns: ColumnMap | None = None,
+    covariates: Mapping[str, Covariate] | None = None,
+    series_id: str | None = None,
 ) -> pd.DataFrame:
     """Read observations through SQLAlchemy from a table or a query.
 
@@ -213,6 +178,8 @@ def read_sql(
         url_or_engine: A database URL (an engine is created and disposed of) or an engine.
         table_or_query: A table name (optionally ``schema.table``) or a SQL query.
         columns: Column mapping applied to the result.
+        covariates: Covariate columns kept, renamed to their names.
+        series_id: The series key of every row, for a result without an id column.
 
     Returns:
         The rows as a long frame.
@@ -221,10 +188,10 @@ def read_sql(
         DataSourceError: If the database cannot be reached (naming it, without the password),
             its driver is not installed, the table does not exist (naming the tables there)
             or the query fails.
-        DataValidationError: If a mapped column is missing from the result.
+        DataValidationError: If a mapped or covariate column is missing from the result.
     """
     frame = read_rows(url_or_engine, table_or_query)
-    return from_dataframe(frame, columns)
+    return from_dataframe(frame, columns, covariates=covariates, series_id=series_id)
 
 
 def read_m4_wide(

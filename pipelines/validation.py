@@ -13,16 +13,21 @@ series does not sink the whole job.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-import numpy as np
 import pandas as pd
 
 from nearcast.pipelines.bucketing import aggregate, check_aggregation
+from nearcast.pipelines.covariate_checks import (
+    missing_covariate_columns,
+    parse_covariates,
+    parse_numeric,
+)
+from nearcast.pipelines.covariates import Covariate, bucket_aggregation
 from nearcast.pipelines.errors import DataValidationError, Problem
-from nearcast.pipelines.problems import per_series, sample
+from nearcast.pipelines.problems import sample
 from nearcast.pipelines.schema import DS, LONG_COLUMNS, UNIQUE_ID, Y
 from nearcast.pipelines.timestamps import check_timestamps
 
@@ -71,7 +76,11 @@ class ValidationReport:
 
 
 def validate_long(
-    df: pd.DataFrame, *, duplicates: DuplicatePolicy = "reject", agg: str = "mean"
+    df: pd.DataFrame,
+    *,
+    duplicates: DuplicatePolicy = "reject",
+    agg: str = "mean",
+    covariates: Mapping[str, Covariate] | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a long frame and return it in canonical form.
 
@@ -79,11 +88,18 @@ def validate_long(
     columns present), then no rows at all (raised at once); rows without ``unique_id``;
     non-numeric and infinite ``y`` values; missing or unparseable timestamps; naive and
     tz-aware timestamps mixed in one column; duplicate (unique_id, ds) pairs (unless
-    aggregated). Columns other than ``unique_id``, ``ds`` and ``y`` are dropped. NaN ``y`` is
-    allowed (a missing value for the gap policy) and counted. Tz-aware timestamps with any
-    offsets are converted to UTC; when every timestamp is naive they are taken as UTC and
-    counted (see :mod:`pipelines.timestamps` for how strings are parsed). Numeric strings in
-    ``y`` (``"2.5"``) are accepted.
+    aggregated). Columns other than ``unique_id``, ``ds``, ``y`` and the covariates are
+    dropped. NaN ``y`` is allowed (a missing value for the gap policy) and counted. Tz-aware
+    timestamps with any offsets are converted to UTC; when every timestamp is naive they are
+    taken as UTC and counted (see :mod:`pipelines.timestamps` for how strings are parsed).
+    Numeric strings in ``y`` (``"2.5"``) are accepted.
+
+    Declared ``covariates`` are kept (after ``y``, in declaration order) and checked too: a
+    missing covariate column (raised with the missing required ones), non-numeric or infinite
+    values of a numeric covariate, and a static covariate without a value or with more than
+    one value in a series; problems name the series, the rows and the column. Numeric ones
+    become float64 (NaN allowed in time-varying ones, for their gap policy), categorical ones
+    strings. Duplicates merge each covariate with its own aggregation (static ones: first).
 
     Args:
         df: Long frame with ``unique_id``, ``ds`` and ``y`` (other columns are dropped and
@@ -91,10 +107,12 @@ def validate_long(
         duplicates: ``"reject"`` raises on duplicate (unique_id, ds) pairs; ``"aggregate"``
             merges them with ``agg`` (NaN skipped; ``first``/``last`` follow input row order).
         agg: Aggregation for duplicates: one of :data:`pipelines.bucketing.AGGREGATIONS`.
+        covariates: Covariate columns to keep and check, by name (see
+            :mod:`pipelines.covariates`); ``None`` or empty: none.
 
     Returns:
         The frame with columns ``unique_id`` (str), ``ds`` (``datetime64[ns, UTC]``), ``y``
-        (float64), sorted by ``unique_id``, ``ds``; and the report.
+        (float64) and the covariates, sorted by ``unique_id``, ``ds``; and the report.
 
     Raises:
         DataValidationError: Listing every problem found.
@@ -104,31 +122,39 @@ def validate_long(
         raise ValueError(f"duplicates must be one of {get_args(DuplicatePolicy)}, "
                          f"got {duplicates!r}")
     check_aggregation(agg)
-    _check_columns(df)
+    covs = dict(covariates or {})
+    if clash := sorted(set(covs) & set(LONG_COLUMNS)):
+        raise ValueError(f"covariate name(s) {clash} collide with {list(LONG_COLUMNS)}")
+    _check_columns(df, covs)
     if df.empty:
         raise DataValidationError([Problem(kind="empty", unique_id=None, message="no data rows")])
-    work = df[list(LONG_COLUMNS)].reset_index(drop=True)
+    kept = [*LONG_COLUMNS, *covs]
+    work = df[kept].reset_index(drop=True)
     uids = work[UNIQUE_ID].astype(str)
-    y, target_problems = _parse_target(work[Y], uids)
+    y, target_problems = parse_numeric(work[Y], uids, Y)
+    cov_values, cov_problems = parse_covariates(work, covs, uids)
     stamps, stamp_problems = check_timestamps(work[DS], uids)
-    problems = _missing_ids(uids) + target_problems + stamp_problems
+    problems = _missing_ids(uids) + target_problems + cov_problems + stamp_problems
     if problems or stamps is None:
         raise DataValidationError(problems)
-    clean = work.assign(**{UNIQUE_ID: uids, DS: stamps.values, Y: y})
+    clean = work.assign(**{UNIQUE_ID: uids, DS: stamps.values, Y: y, **cov_values})
     clean = clean.sort_values([UNIQUE_ID, DS], kind="stable")  # index: input row positions
-    out = _resolve_duplicates(clean, duplicates, agg)
+    out = _resolve_duplicates(clean, duplicates, agg, covs)
     naive = stamps.naive.groupby(uids, sort=True).sum()
-    report = _report(clean, out, naive, [c for c in df.columns if c not in LONG_COLUMNS])
+    report = _report(clean, out, naive, [c for c in df.columns if c not in kept])
     return out, report
 
 
-def _check_columns(df: pd.DataFrame) -> None:
+def _check_columns(df: pd.DataFrame, covs: Mapping[str, Covariate]) -> None:
     """Raise DataValidationError naming missing columns and the columns present."""
     missing = [c for c in LONG_COLUMNS if c not in df.columns]
+    problems = missing_covariate_columns(df.columns, covs)
     if missing:
         present = [str(c) for c in df.columns]
         message = f"missing column(s) {missing}; columns present: {present}"
-        raise DataValidationError([Problem(kind="missing_column", unique_id=None, message=message)])
+        problems.insert(0, Problem(kind="missing_column", unique_id=None, message=message))
+    if problems:
+        raise DataValidationError(problems)
 
 
 def _missing_ids(uids: pd.Series) -> list[Problem]:
@@ -141,24 +167,12 @@ def _missing_ids(uids: pd.Series) -> list[Problem]:
     return [Problem(kind="missing_id", unique_id=None, rows=rows, message=message)]
 
 
-def _parse_target(raw: pd.Series, uids: pd.Series) -> tuple[pd.Series, list[Problem]]:
-    """Convert ``y`` to float64; report non-numeric and infinite values per series."""
-    if pd.api.types.is_bool_dtype(raw):
-        raw = raw.astype("float64")
-    numeric = pd.to_numeric(raw, errors="coerce").astype("float64")
-    bad = numeric.isna() & raw.notna()
-    problems = per_series(
-        "non_numeric", bad, uids, lambda rows: f"{Y} is not numeric: {sample(raw[rows])}"
-    )
-    infinite = pd.Series(np.isinf(numeric.to_numpy()), index=numeric.index)
-    problems += per_series(
-        "infinite", infinite, uids, lambda rows: f"{Y} is infinite: {sample(numeric[rows])}"
-    )
-    return numeric, problems
-
-
-def _resolve_duplicates(clean: pd.DataFrame, duplicates: str, agg: str) -> pd.DataFrame:
+def _resolve_duplicates(
+    clean: pd.DataFrame, duplicates: str, agg: str, covs: Mapping[str, Covariate]
+) -> pd.DataFrame:
     """Reject duplicate (unique_id, ds) pairs, or aggregate them; the result has a fresh index.
+
+    Each covariate merges with its own aggregation (static ones: the first value).
 
     ``clean`` is sorted by (unique_id, ds) and indexed by input row position.
     """
@@ -177,9 +191,12 @@ def _resolve_duplicates(clean: pd.DataFrame, duplicates: str, agg: str) -> pd.Da
             )
             for uid, group in clean[dup].groupby(UNIQUE_ID, sort=True)
         )
-    grouped = clean.groupby([UNIQUE_ID, DS], sort=True)[Y]
-    merged = aggregate(grouped, agg)
-    return merged.reset_index()
+    grouped = clean.groupby([UNIQUE_ID, DS], sort=True)
+    merged = aggregate(grouped[Y], agg)
+    if not covs:
+        return merged.reset_index()
+    parts = {Y: merged} | {n: aggregate(grouped[n], bucket_aggregation(c)) for n, c in covs.items()}
+    return pd.concat(parts, axis=1).reset_index()
 
 
 def _too_short(short: pd.Series, why: str, unit: str = "point(s)") -> list[Problem]:

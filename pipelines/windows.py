@@ -21,6 +21,9 @@ import tensorflow as tf
 from nearcast.pipelines.series_table import (
     NumpyBatch,
     SeriesTable,
+    covariate_inputs,
+    cut_index,
+    gather_batch,
     gather_windows,
     last_windows,
     window_index,
@@ -47,6 +50,7 @@ def numpy_dataset(
     history: int | None,
     horizon: int,
     batch_size: int | None = None,
+    extra: dict[str, tf.TensorSpec] | None = None,
 ) -> tf.data.Dataset:
     """Batches made by a numpy generator, as a prefetched ``tf.data`` dataset.
 
@@ -66,9 +70,11 @@ def numpy_dataset(
         history: history length ``T`` of every batch, or None when it varies by batch.
         horizon: target length ``H``.
         batch_size: fixed batch size, or None when the last batch may be smaller.
+        extra: further inputs of each batch (a covariate model's, see
+            :func:`pipelines.series_table.gather_batch`) and their specs.
 
     Returns:
-        A dataset of ``({"history": (B, T), "mask": (B, T)}, target (B, H))``.
+        A dataset of ``({"history": (B, T), "mask": (B, T), ...}, target (B, H))``.
     """
     holder = _Holder(source)
     ref = weakref.ref(holder)
@@ -80,7 +86,8 @@ def numpy_dataset(
         yield from batches(held.value)
 
     row = tf.TensorSpec((batch_size, history), tf.float32)
-    signature = ({"history": row, "mask": row}, tf.TensorSpec((batch_size, horizon), tf.float32))
+    inputs = {"history": row, "mask": row} | (extra or {})
+    signature = (inputs, tf.TensorSpec((batch_size, horizon), tf.float32))
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(PREFETCH)
     options = tf.data.Options()
     options.autotune.enabled = False  # nothing here is tuned: one generator, fixed prefetch
@@ -104,10 +111,28 @@ def _table_dataset(
     def batches(source: tuple[SeriesTable, WindowRuns]) -> Iterator[NumpyBatch]:
         held, runs = source
         for index in row_batches(runs):
-            yield gather_windows(held.values, index, spec)
+            yield gather_batch(held, index, spec)
 
     source = (table, window_runs(table, spec))
-    return numpy_dataset(batches, source, spec.input_size, spec.horizon, batch_size)
+    return numpy_dataset(batches, source, spec.input_size, spec.horizon, batch_size,
+                         feature_specs(table, spec, batch_size))
+
+
+def feature_specs(
+    table: SeriesTable, spec: WindowSpec, batch_size: int | None = None
+) -> dict[str, tf.TensorSpec]:
+    """``TensorSpec`` of each covariate input a batch of ``table`` holds (none: empty)."""
+    feats = table.features
+    if feats is None:
+        return {}
+    b = batch_size
+    specs = {
+        "past": tf.TensorSpec((b, spec.input_size, feats.time.shape[1]), tf.float32),
+        "future": tf.TensorSpec((b, spec.horizon, len(feats.future)), tf.float32),
+        "static": tf.TensorSpec((b, feats.static.shape[1]), tf.float32),
+        "series": tf.TensorSpec((b,), tf.int32),
+    }
+    return {key: specs[key] for key in feats.keys}
 
 
 def balanced_stream(
@@ -193,6 +218,10 @@ __all__ = [
     "WindowRuns",
     "WindowSpec",
     "balanced_stream",
+    "covariate_inputs",
+    "cut_index",
+    "feature_specs",
+    "gather_batch",
     "gather_windows",
     "last_windows",
     "numpy_dataset",

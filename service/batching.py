@@ -42,22 +42,24 @@ class BatcherClosedError(RuntimeError):
 @dataclass(eq=False)
 class _Job:
     served: LoadedModel
-    history: np.ndarray
-    mask: np.ndarray
+    inputs: dict[str, np.ndarray]
     future: asyncio.Future[np.ndarray]
 
     @property
     def n(self) -> int:
-        return int(self.history.shape[0])
+        return int(self.inputs["history"].shape[0])
 
 
-def _predict(forecaster: Forecaster, history: np.ndarray, mask: np.ndarray,
-             chunk: int) -> np.ndarray:
-    """``(B, L)``, ``(B, L)`` -> ``(B, H, K)`` in chunks of at most ``chunk`` rows."""
-    if len(history) <= chunk:
-        return forecaster.predict_arrays(history, mask)
-    parts = [forecaster.predict_arrays(history[i:i + chunk], mask[i:i + chunk])
-             for i in range(0, len(history), chunk)]
+def _predict(forecaster: Forecaster, inputs: dict[str, np.ndarray], chunk: int) -> np.ndarray:
+    """Fitted windows (``history`` ``(B, L)``, the other inputs) -> ``(B, H, K)``, chunked.
+
+    Chunks hold at most ``chunk`` rows.
+    """
+    n = len(inputs["history"])
+    if n <= chunk:
+        return forecaster.predict_inputs(inputs)
+    parts = [forecaster.predict_inputs({k: v[i:i + chunk] for k, v in inputs.items()})
+             for i in range(0, n, chunk)]
     return np.concatenate(parts)
 
 
@@ -98,9 +100,10 @@ class MicroBatcher:
         self._jobs.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, served: LoadedModel, history: np.ndarray,
-                     mask: np.ndarray) -> np.ndarray:
-        """Forecast fitted windows ``(n, L)`` with ``served``; returns ``(n, H, K)``.
+    async def submit(self, served: LoadedModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Forecast fitted windows with ``served``; returns ``(n, H, K)``.
+
+        ``inputs`` hold ``history`` ``(n, L)``, ``mask`` and a covariate model's other inputs.
 
         Raises:
             QueueFullError: the queue holds too many series already.
@@ -108,14 +111,14 @@ class MicroBatcher:
         """
         if self._closed:
             raise BatcherClosedError("the server is shutting down")
-        n = int(history.shape[0])
+        n = int(inputs["history"].shape[0])
         if self.pending and self.pending + n > self.max_queue:
             if self._metrics is not None:
                 self._metrics.rejected.labels(self.name).inc()
             raise QueueFullError(f"model {self.name!r} has {self.pending} series queued; the "
                                  f"limit is {self.max_queue}")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(served, history, mask, future))
+        self._jobs.append(_Job(served, inputs, future))
         self.pending += n
         self._arrivals += 1
         self._wake.set()
@@ -161,15 +164,14 @@ class MicroBatcher:
     async def _execute(self, batch: list[_Job]) -> None:
         size = sum(job.n for job in batch)
         if len(batch) == 1:
-            history, mask = batch[0].history, batch[0].mask
+            inputs = batch[0].inputs
         else:
-            history = np.concatenate([job.history for job in batch])
-            mask = np.concatenate([job.mask for job in batch])
+            inputs = {k: np.concatenate([job.inputs[k] for job in batch])
+                      for k in batch[0].inputs}
         started = time.perf_counter()
         try:
             out = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _predict, batch[0].served.forecaster, history, mask,
-                self.max_series)
+                self._executor, _predict, batch[0].served.forecaster, inputs, self.max_series)
         except asyncio.CancelledError:
             _fail(batch, BatcherClosedError("the server is shutting down"))
             raise

@@ -11,15 +11,24 @@ from dataclasses import dataclass
 
 import anyio
 import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 from pydantic_core import to_json
 
 from nearcast.models.forecaster import Forecaster
+from nearcast.pipelines.feature_windows import (
+    CovariateBatch,
+    CovariateError,
+    covariate_batch,
+    future_frame,
+)
+from nearcast.pipelines.features import FeatureSpec
 from nearcast.pipelines.padding import FitResult, HistoryTooShortError, fit_histories
 from nearcast.pipelines.scaling_rules import POSITIVE_RULES
 from nearcast.service import errors
 from nearcast.service.admission import release_current, take_current
 from nearcast.service.batching import BatcherClosedError, QueueFullError
+from nearcast.service.covariate_fields import CovariateFieldError, check_covariates
 from nearcast.service.errors import ApiError
 from nearcast.service.preparation import (
     PreparedSeries,
@@ -34,6 +43,8 @@ from nearcast.service.shape import PRECHECK_BYTES, check_shape, loose_json
 from nearcast.service.state import AppState
 from nearcast.service.store import LoadedModel
 
+_UNSEEN = ("series id not seen in training: the forecast uses the shared series vector of the "
+           "model's embedding")
 _THREAD_SERIES = 16  # more series than this: prepare and answer off the event loop
 _THREAD_BYTES = 256 * 1024  # larger bodies are parsed off the event loop
 
@@ -49,6 +60,12 @@ class _Plan:
 class _Inputs:
     prepared: list[PreparedSeries]
     fit: FitResult
+    covariates: CovariateBatch | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every input of the model call."""
+        extra = self.covariates.inputs if self.covariates is not None else {}
+        return {"history": self.fit.history, "mask": self.fit.mask} | extra
 
 
 def parse_request(body: bytes, settings: ApiSettings) -> ForecastRequest:
@@ -100,6 +117,10 @@ def plan(req: ForecastRequest, state: AppState) -> _Plan:
             check_time_axis(item, config.freq, horizon, max_span)
         except ValueError as exc:
             raise ApiError(422, _where(i, req), str(exc)) from None
+        try:
+            check_covariates(item, served.forecaster.meta.features, config.horizon)
+        except CovariateFieldError as exc:
+            raise ApiError(422, f"{_where(i, req)}.{exc.field}", str(exc)) from None
     return _Plan(served, horizon, asked)
 
 
@@ -111,7 +132,29 @@ def prepare(req: ForecastRequest, forecaster: Forecaster) -> _Inputs:
     except HistoryTooShortError as exc:
         raise ApiError(422, f"{_where(exc.index, req)}.values",
                        f"{exc}; shorter histories cannot be padded") from None
-    return _Inputs(prepared, fit)
+    features = forecaster.meta.features
+    if features is None or not forecaster.meta.covariate_model:
+        return _Inputs(prepared, fit)
+    return _Inputs(prepared, fit, _covariates(req, forecaster, features, prepared))
+
+
+def _covariates(req: ForecastRequest, forecaster: Forecaster, features: FeatureSpec,
+                prepared: list[PreparedSeries]) -> CovariateBatch:
+    """The covariate inputs of every series (their fields were checked by :func:`plan`)."""
+    horizon = forecaster.config.horizon
+    futures = []
+    for i, (item, prep) in enumerate(zip(req.series, prepared, strict=True)):
+        steps = pd.DatetimeIndex(future_timestamps(forecaster, prep.last, horizon))
+        try:
+            futures.append(future_frame(steps, item.future, features, i))
+        except CovariateError as exc:
+            raise ApiError(422, f"{_where(i, req)}.future", str(exc)) from None
+    frames = [p.frame for p in prepared if p.frame is not None]
+    try:
+        return covariate_batch(features, forecaster.config.window_spec(), frames, futures,
+                               [item.id for item in req.series])
+    except CovariateError as exc:
+        raise ApiError(422, f"{_where(exc.index, req)}.static", str(exc)) from None
 
 
 def _prepare_one(i: int, req: ForecastRequest, forecaster: Forecaster) -> PreparedSeries:
@@ -153,6 +196,7 @@ def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) 
     check_finite(req, p, values)  # the encoder never emits NaN or Infinity
     fc = p.served.forecaster
     config, fit = fc.config, inputs.fit
+    unseen = inputs.covariates.unseen if inputs.covariates is not None else None
     columns = {f"{q:g}": config.output_names.index(f"q{q:g}") for q in p.quantiles}
     out = []
     for i, (item, prep) in enumerate(zip(req.series, inputs.prepared, strict=True)):
@@ -167,6 +211,7 @@ def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) 
                          "padded": config.input_size - used,
                          "points_aggregated": prep.aggregated, "buckets_filled": prep.filled,
                          "values_imputed": prep.imputed},
+            "warnings": [_UNSEEN] if unseen is not None and unseen[i] else [],
         })
     ref = p.served.ref
     provenance = {"model": p.served.name, "version": ref.version, "alias": p.served.alias,
@@ -184,7 +229,8 @@ async def run_forecast(state: AppState, body: bytes) -> bytes:
     p = plan(req, state)
     forecaster = p.served.forecaster
     heavy = len(req.series) > _THREAD_SERIES or not all(
-        is_fast(item, forecaster.config.freq) for item in req.series)
+        is_fast(item, forecaster.config.freq, forecaster.meta.covariate_model)
+        for item in req.series)
     if heavy:
         inputs = await anyio.to_thread.run_sync(prepare, req, forecaster)
     else:
@@ -193,7 +239,7 @@ async def run_forecast(state: AppState, body: bytes) -> bytes:
     batcher = state.batchers[p.served.name]
     retry = {"Retry-After": str(state.settings.retry_after_seconds)}
     try:
-        values = await batcher.submit(p.served, inputs.fit.history, inputs.fit.mask)
+        values = await batcher.submit(p.served, inputs.arrays())
     except QueueFullError as exc:
         raise ApiError(503, "server", f"busy: {exc}; retry later", headers=retry) from None
     except BatcherClosedError as exc:

@@ -21,6 +21,7 @@ from pandas.tseries.offsets import Day, Tick
 from nearcast.models.forecaster import Forecaster
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.service.covariate_fields import history_columns
 from nearcast.service.schemas import SeriesIn
 from nearcast.service.timestamps import TIME_END, TIME_RANGE
 
@@ -44,6 +45,8 @@ class PreparedSeries:
     aggregated: int = 0
     filled: int = 0
     imputed: int = 0
+    frame: pd.DataFrame | None = None
+    """A covariate model's regular history frame (``ds``, covariates, statics)."""
 
 
 @lru_cache(maxsize=64)
@@ -55,9 +58,13 @@ def fixed_step(freq: str) -> timedelta | None:
     return None
 
 
-def is_fast(item: SeriesIn, freq: str) -> bool:
-    """True when ``item`` needs no pandas: regular ``start``, no nulls, fixed-length steps."""
-    return item.start is not None and None not in item.values and fixed_step(freq) is not None
+def is_fast(item: SeriesIn, freq: str, covariates: bool = False) -> bool:
+    """True when ``item`` needs no pandas: regular ``start``, no nulls, fixed-length steps.
+
+    A covariate model (``covariates``) always goes through pandas.
+    """
+    return (not covariates and item.start is not None and None not in item.values
+            and fixed_step(freq) is not None)
 
 
 def future_timestamps(forecaster: Forecaster, last: datetime, horizon: int) -> list[datetime]:
@@ -130,7 +137,7 @@ def prepare_series(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
         ValueError: the pipeline rejected the series or could not fill it (message says why).
     """
     freq = forecaster.config.freq
-    if is_fast(item, freq):
+    if is_fast(item, freq, forecaster.meta.covariate_model):
         step = fixed_step(freq)
         assert step is not None and item.start is not None  # is_fast checked both
         values = _finite32(np.asarray(item.values, dtype=np.float64))
@@ -149,6 +156,8 @@ def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
         assert item.start is not None  # the schema requires one of the two
         ds = pd.date_range(item.start, periods=len(raw), freq=meta.config.freq)
     frame = pd.DataFrame({UNIQUE_ID: item.id, DS: ds, Y: raw})
+    if meta.features is not None and meta.covariate_model:
+        frame = frame.assign(**history_columns(item, meta.features))
     done = forecaster.regularize(frame)
     out = done.frame
     missing = np.flatnonzero(out[Y].isna().to_numpy())
@@ -159,7 +168,7 @@ def _regularize(item: SeriesIn, forecaster: Forecaster) -> PreparedSeries:
     return PreparedSeries(
         values=_finite32(out[Y].to_numpy(np.float64)), last=last.to_pydatetime(),
         aggregated=done.buckets.totals.rows_aggregated, filled=done.buckets.totals.empty_buckets,
-        imputed=done.gaps.totals.filled,
+        imputed=done.gaps.totals.filled, frame=out if meta.covariate_model else None,
     )
 
 

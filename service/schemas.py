@@ -95,6 +95,22 @@ class SeriesIn(BaseModel):
         "(an off-grid start is floored onto the grid, as bucketing would).",
     )
 
+    covariates: dict[str, list[Value | None]] | None = Field(
+        None, max_length=64, examples=[{"load": [41.2, 40.8, 39.9, 40.1, 42.0]}],
+        description="Covariate models only (GET /v1/models: covariates): each past and "
+        "future-known covariate's values, one per history value (null: filled by the "
+        "covariate's own gap rule).",
+    )
+    future: dict[str, list[Value]] | None = Field(
+        None, max_length=64, examples=[{"load": [43.5, 44.1]}],
+        description="Covariate models only: each future-known covariate's values for the "
+        "model's whole horizon (GET /v1/models: horizon), one per forecast step.",
+    )
+    static: dict[str, Annotated[float, Field(strict=True, allow_inf_nan=False)] | str] | None = (
+        Field(None, max_length=64, examples=[{"region": "north"}],
+              description="Covariate models only: each static covariate's value (a number, or "
+              "one of the categories the model was trained with)."))
+
     @field_validator("timestamps", "start", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
@@ -118,6 +134,10 @@ class SeriesIn(BaseModel):
                     raise ValueError(
                         f"timestamps[{i}] ({stamps[i].isoformat()}) {kind} "
                         f"timestamps[{i - 1}]; timestamps must be strictly increasing")
+        for name, column in (self.covariates or {}).items():
+            if len(column) != len(self.values):
+                raise ValueError(f"covariates.{name} has {len(column)} values for "
+                                 f"{len(self.values)} history values; give one per value")
         return self
 
 
@@ -185,6 +205,9 @@ class SeriesOut(BaseModel):
         "'forecast'.",
     )
     pipeline: PipelineReport = Field(description="What the input pipeline did.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What the caller should know about this forecast, "
+        "e.g. a series not seen in training (its forecast uses the shared series vector).")
 
 
 class Provenance(BaseModel):

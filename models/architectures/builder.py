@@ -7,8 +7,9 @@ from typing import Any
 import keras
 
 from nearcast.models.architectures.families import family
-from nearcast.models.architectures.heads import AutoregressiveHead, direct_head
+from nearcast.models.architectures.heads import AutoregressiveHead, covariate_head, direct_head
 from nearcast.models.architectures.layers import (
+    FoldFeatures,
     FoldSteps,
     ScaleWindow,
     SeasonalSkip,
@@ -17,6 +18,7 @@ from nearcast.models.architectures.layers import (
     ZeroLike,
 )
 from nearcast.models.config import ModelConfig
+from nearcast.pipelines.features import FeatureSpec
 
 
 def _encoder(steps: Any, step_mask: Any, config: ModelConfig) -> Any:
@@ -34,39 +36,75 @@ def _encoder(steps: Any, step_mask: Any, config: ModelConfig) -> Any:
     return x
 
 
-def build_model(config: ModelConfig, name: str | None = None) -> keras.Model:
+def build_model(
+    config: ModelConfig, name: str | None = None, features: FeatureSpec | None = None
+) -> keras.Model:
     """Build the forecaster graph.
 
     Inputs: ``{"history": (B, T), "mask": (B, T)}`` raw values and 1.0/0.0 padding mask,
-    ``T`` a multiple of ``config.fold`` (normally ``config.input_size``).
+    ``T`` a multiple of ``config.fold`` (normally ``config.input_size``). With an active
+    ``features`` spec also (those it has, :meth:`FeatureSpec.input_widths`): ``past``
+    ``(B, T, C)`` covariates and calendar over the window, folded beside the values into the
+    encoder's timesteps; ``future`` ``(B, H, F)`` the future-known ones over the horizon,
+    read by the head; ``static`` ``(B, D)`` and ``series`` ``(B,)`` (a learned embedding,
+    code 0 the shared vector), which condition the head.
     Outputs: ``{"forecast": (B, H, K), "scaled": (B, H, K), "level": (B, 1)}``: raw-scale
     forecasts, the same in the scaled space (what the loss sees) and the window level.
     ``name`` must be unique among models joined into one ensemble graph.
     """
     history = keras.Input((None,), name="history")
     mask = keras.Input((None,), name="mask")
+    inputs = {"history": history, "mask": mask}
+    widths = features.input_widths() if features is not None else {}
     z, level = ScaleWindow(config.scaling, config.season, name="scale")([history, mask])
     steps, step_mask = FoldSteps(config.fold, name="fold")([z, mask])
+    if "past" in widths:
+        inputs["past"] = keras.Input((None, widths["past"]), name="past")
+        folded = FoldFeatures(config.fold, name="fold_covariates")(inputs["past"])
+        steps = keras.layers.Concatenate(name="steps_with_covariates")([steps, folded])
     encoded = _encoder(steps, step_mask, config)
+    context = _conditions(inputs, widths, config)
+    if "future" in widths:
+        inputs["future"] = keras.Input((config.horizon, widths["future"]), name="future")
     k = len(config.output_names)
     if config.head == "direct":
         skip = _skip(z, config, config.horizon)
-        scaled = direct_head(encoded, skip, config.horizon, k, config.seasonal_skip)
+        if context or "future" in inputs:
+            scaled = covariate_head(encoded, context, inputs.get("future"), skip, config, k)
+        else:
+            scaled = direct_head(encoded, skip, config.horizon, k, config.seasonal_skip)
     else:
         n_steps = -(-config.horizon // config.fold)
         skip = _skip(z, config, n_steps * config.fold)
+        future_width = widths.get("future", 0)
         head = AutoregressiveHead(
             config.cell, config.units, config.horizon, config.fold, k, config.point_index,
-            config.seasonal_skip, name="autoregressive",
+            config.seasonal_skip, future_width, name="autoregressive",
         )
-        last_step = keras.layers.Reshape((config.fold,))(steps[:, -1, :])
-        scaled = head([encoded, last_step, skip])
+        last_step = keras.layers.Reshape((config.fold,))(steps[:, -1, : config.fold])
+        state_in = (keras.layers.Concatenate(name="encoded_with_conditions")([encoded, *context])
+                    if context else encoded)
+        head_inputs = [state_in, last_step, skip]
+        scaled = head([*head_inputs, inputs["future"]] if future_width else head_inputs)
     if k > 1:
         scaled = SortLast(name="sort_quantiles")(scaled)
     forecast = Unscale(config.scaling, name="unscale")([scaled, level])
     outputs = {"forecast": forecast, "scaled": scaled, "level": level}
-    return keras.Model({"history": history, "mask": mask}, outputs,
-                       name=name or f"nearcast_{config.cell}")
+    return keras.Model(inputs, outputs, name=name or f"nearcast_{config.cell}")
+
+
+def _conditions(inputs: dict[str, Any], widths: dict[str, int], config: ModelConfig) -> list[Any]:
+    """The series embedding and the static inputs (adds their ``keras.Input`` to ``inputs``)."""
+    out = []
+    if "series" in widths:
+        inputs["series"] = keras.Input((), dtype="int32", name="series")
+        size = config.embedding or 8
+        out.append(keras.layers.Embedding(widths["series"] + 1, size, name="series_embedding")(
+            inputs["series"]))
+    if "static" in widths:
+        inputs["static"] = keras.Input((widths["static"],), name="static")
+        out.append(inputs["static"])
+    return out
 
 
 def _skip(z: Any, config: ModelConfig, length: int) -> Any:

@@ -80,6 +80,30 @@ class FoldSteps(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class FoldFeatures(keras.layers.Layer):
+    """Fold ``F`` consecutive rows of covariates into one timestep.
+
+    ``(B, T, C)`` with ``T`` a multiple of ``F`` -> ``(B, T/F, F*C)``, the layout of
+    :class:`FoldSteps` (so a timestep's covariates sit beside its values).
+    """
+
+    def __init__(self, fold: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fold = fold
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        width = x.shape[-1]
+        return tf.reshape(x, [tf.shape(x)[0], -1, self.fold * width])
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        steps = None if input_shape[1] is None else input_shape[1] // self.fold
+        return (input_shape[0], steps, self.fold * input_shape[2])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "fold": self.fold}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class SeasonalSkip(keras.layers.Layer):
     """Seasonal naive in the scaled space: the last ``season`` points of ``z (B, T)`` repeated.
 
@@ -114,4 +138,5 @@ class ZeroLike(keras.layers.Layer):
         return tf.zeros_like(x)
 
 
-__all__ = ["FoldSteps", "ScaleWindow", "SeasonalSkip", "SortLast", "Unscale", "ZeroLike"]
+__all__ = ["FoldFeatures", "FoldSteps", "ScaleWindow", "SeasonalSkip", "SortLast", "Unscale",
+           "ZeroLike"]
