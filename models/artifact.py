@@ -43,6 +43,9 @@ class NearcastPyfunc(PythonModel):
     ) -> pd.DataFrame:
         """Forecast every series in ``model_input`` (columns ``unique_id``, ``ds``, ``y``).
 
+        A covariate model also reads its covariate columns; each series' rows after its last
+        observed ``y`` (``y`` missing) give the future-known covariates of the horizon.
+
         MLflow's signature types timestamps as naive: ``ds`` in and out is naive UTC.
         ``params``: ``horizon`` (int, at most the model's) — the default is the model's.
         """
@@ -52,10 +55,28 @@ class NearcastPyfunc(PythonModel):
 
 
 def _example(forecaster: Forecaster) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An input example and its forecast.
+
+    A covariate model's example carries its covariates and, after the history, the horizon's
+    rows with the future-known ones (``y`` missing).
+    """
     size, c = forecaster.config.input_size, forecaster.config
-    ds = pd.date_range("2000-01-01", periods=size, freq=c.freq, tz="UTC")
-    values = 100.0 + 10.0 * np.sin(np.arange(size) * 2 * np.pi / c.season)
+    n = size + (c.horizon if forecaster.meta.covariate_model else 0)
+    ds = pd.date_range("2000-01-01", periods=n, freq=c.freq, tz="UTC")
+    values = 100.0 + 10.0 * np.sin(np.arange(n) * 2 * np.pi / c.season)
     example = pd.DataFrame({"unique_id": "example", "ds": ds, "y": values})
+    features = forecaster.meta.features
+    if features is not None and forecaster.meta.covariate_model:
+        example.loc[size:, "y"] = np.nan
+        for name, cov in features.covariates.items():
+            if cov.role == "static":
+                example[name] = (features.categories[name][0] if name in features.categories
+                                 else features.stats[name][0])
+            else:
+                mean, std = features.stats[name]
+                example[name] = mean + std * np.cos(np.arange(n) * 2 * np.pi / c.season)
+        if c.embedding and features.series_ids:
+            example["unique_id"] = features.series_ids[0]
     return example, forecast_frame(forecaster, example, c.horizon).frame
 
 

@@ -65,10 +65,26 @@ def probe_history(input_size: int, season: int) -> np.ndarray:
     return (100.0 + 10.0 * np.sin(2 * np.pi * t / max(season, 1)) + 0.05 * t).astype(np.float32)
 
 
-def reference_forecast(forecaster: Forecaster) -> np.ndarray:
-    """The forecast of the probe history, shape ``(1, H, K)``."""
+def probe_inputs(forecaster: Forecaster) -> dict[str, np.ndarray]:
+    """The probe history fitted to the window, and fixed waves for a covariate model's inputs."""
     c = forecaster.config
-    return forecaster.forecast([probe_history(c.input_size, c.season)]).values
+    history = probe_history(c.input_size, c.season)[None, :]
+    inputs = {"history": history, "mask": np.ones_like(history)}
+    for key, spec in forecaster.input_specs.items():
+        if key in inputs:
+            continue
+        shape = (1, *spec.shape[1:])
+        if key == "series":
+            inputs[key] = np.zeros(shape, np.int32)
+        else:
+            wave = np.sin(np.arange(int(np.prod(shape)), dtype=np.float64) / 7.0)
+            inputs[key] = wave.reshape(shape).astype(np.float32)
+    return inputs
+
+
+def reference_forecast(forecaster: Forecaster) -> np.ndarray:
+    """The forecast of the probe inputs (:func:`probe_inputs`), shape ``(1, H, K)``."""
+    return forecaster.predict_inputs(probe_inputs(forecaster))
 
 
 def probe(request: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +101,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         forecaster = model.unwrap_python_model().forecaster
         forecaster.warmup()
         c = forecaster.config
-        got = forecaster.forecast([probe_history(c.input_size, c.season)]).values
+        got = reference_forecast(forecaster)
     except Exception as exc:  # what went wrong is the answer
         return {"ok": False, "reason": f"it does not load: {type(exc).__name__}: {_gist(exc)}",
                 "forecast": None}
@@ -226,5 +242,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 __all__ = ["ENV", "MODES", "TAG", "TAG_FORECAST", "TAG_REASON", "TOLERANCE", "LoadCheckError",
-           "Mode", "check_mode", "probe", "probe_history", "recorded_forecast",
+           "Mode", "check_mode", "probe", "probe_history", "probe_inputs", "recorded_forecast",
            "reference_forecast", "run_probe", "verifier", "verify_version"]

@@ -82,9 +82,9 @@ class DataConfig(GridRule):
         if self.series_id is not None and UNIQUE_ID in self.columns:
             raise ValueError(f"give either 'series_id' (one series) or 'columns.{UNIQUE_ID}' "
                              "(the column holding the series key), not both")
-        if self.source == "m4_hourly" and (self.covariates or self.series_id is not None):
-            raise ValueError("'covariates' and 'series_id' need source 'files' or 'sql' (the "
-                             "bundled M4 data has neither)")
+        if self.source == "m4_hourly" and self.series_id is not None:
+            raise ValueError("'series_id' needs source 'files' or 'sql' (the bundled M4 data "
+                             "has its own series keys)")
         return self
 
     def describe(self) -> str:
@@ -134,6 +134,9 @@ def read_raw(cfg: DataConfig) -> RawData:
 def _read(cfg: DataConfig) -> RawData:
     mapping = sources.ColumnMap(**cfg.columns) if cfg.columns else None
     if cfg.source == "m4_hourly":
+        if cfg.covariates:
+            raise DataSourceError("the bundled M4 data has no covariates: declare covariates "
+                                  "for source 'files' or 'sql', or pass a frame holding them")
         return RawData(sources.load_m4_hourly(n_series=cfg.n_series), RowOrigin(cfg.describe()))
     if cfg.source == "files":
         if not cfg.path:

@@ -3,7 +3,7 @@
 Each served model name has a :class:`MicroBatcher`. Requests submit their fitted windows and
 await a future; one collector task takes the oldest job, keeps taking jobs for the same model
 version while the batch has room, waiting at most ``max_wait`` and only as long as each
-event-loop turn brings new jobs, then runs one ``predict_arrays`` call in the batcher's own
+event-loop turn brings new jobs, then runs one ``predict_inputs`` call in the batcher's own
 worker thread (never on the event loop) and splits the result back. While that call runs, new
 jobs queue up and form the next batch, so batches grow with load by themselves.
 

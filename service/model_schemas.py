@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from nearcast.pipelines.grid import Aggregation, GapPolicy, TimeZone
+
+
+class CovariateInfo(BaseModel):
+    """One covariate a model takes."""
+
+    name: str = Field(description="Covariate name (the key in a request).", examples=["load"])
+    role: str = Field(description="future (known over the horizon), past (known up to the "
+                      "origin) or static (one value per series).", examples=["future"])
+    kind: str = Field(description="numeric or categorical (static only).",
+                      examples=["numeric"])
+    categories: list[str] | None = Field(None, description="A categorical covariate's values.")
 
 
 class ModelInfo(BaseModel):
@@ -39,6 +51,14 @@ class ModelInfo(BaseModel):
                                 "null: any.", examples=[None])
     timezone: TimeZone | None = Field(None, description="Time zone of the grid; naive "
                                       "timestamps are read in it.", examples=["UTC"])
+    covariates: list[CovariateInfo] = Field(
+        default_factory=list, description="Covariates a forecast request must send per series: "
+        "past and future ones in 'covariates' (one value per history value), future ones also "
+        "in 'future' (one per step of the horizon), static ones in 'static'.")
+    calendar: dict[str, Any] | None = Field(None, description="Calendar features the model "
+                                            "computes from the timestamps (never sent).")
+    series_embedding: bool = Field(False, description="Whether the model has a learned series "
+                                   "embedding (an unseen id uses the shared vector).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout scores.",
                                       examples=[{"smape": 13.6, "mase": 1.25, "owa": 0.61}])
     last_check: datetime | None = Field(None, description="Last registry poll.",
@@ -62,4 +82,4 @@ class ReloadResult(BaseModel):
                                    examples=[None])
 
 
-__all__ = ["ModelInfo", "ReloadResult"]
+__all__ = ["CovariateInfo", "ModelInfo", "ReloadResult"]

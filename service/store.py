@@ -11,7 +11,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from nearcast.models.artifact import load_forecaster
-from nearcast.models.forecaster import Forecaster
+from nearcast.models.forecaster import Forecaster, example_inputs
 from nearcast.models.registry import VersionRef, version_for_alias
 from nearcast.service.errors import ApiError
 
@@ -212,7 +212,9 @@ def _warm(forecaster: Forecaster) -> None:
     c = forecaster.config
     forecaster.warmup()
     window = 100.0 + np.arange(c.input_size, dtype=np.float32) % max(c.season, 1)
-    out = forecaster.predict_arrays(window[None, :], np.ones((1, c.input_size), np.float32))
+    inputs = example_inputs(forecaster.input_specs, 1) | {
+        "history": window[None, :], "mask": np.ones((1, c.input_size), np.float32)}
+    out = forecaster.predict_inputs(inputs)
     expected = (1, c.horizon, len(c.output_names))
     if out.shape != expected:
         raise WarmupError(f"output has shape {out.shape}, expected {expected}")
