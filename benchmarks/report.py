@@ -213,6 +213,65 @@ def _load(results: Path) -> list[str]:
             *(["Failed requests:", "", *failed] if failed else ["No request failed."]), ""]
 
 
+# ----------------------------------------------------------------------------- epf
+# MAE on the EPF benchmark's held-out TEST period (the 728 days after the bundled files, not
+# bundled): published forecasts of Lago, Marcjasz, De Schutter & Weron (2021), Applied Energy 293,
+# 116983, re-estimated daily, ensembles of 4 models.
+EPF_PUBLISHED = [
+    {"market": "NP", "naive": 3.165, "lear": 1.738, "dnn": 1.683},
+    {"market": "PJM", "naive": 4.846, "lear": 3.013, "dnn": 2.862},
+    {"market": "DE", "naive": 8.040, "lear": 3.609, "dnn": 3.413},
+]
+
+
+def _epf(results: Path) -> list[str]:
+    data = read_json(results / "epf.json")
+    if data is None:
+        return []
+    markets = data["markets"]
+    protocol = data["protocol"]
+    cols = ["method", "library", "mae", "rmae", "train_seconds", "forecast_seconds", "note"]
+    heads = ["method", "library", "MAE", "rMAE", "train (s)", "forecast (s)", "note"]
+    methods = [m["method"] for m in markets[0]["methods"]] if markets else []
+    summary = []
+    for method in methods:
+        row: dict[str, Any] = {"method": method}
+        for market in markets:
+            score: dict[str, Any] = next(
+                (m for m in market["methods"] if m["method"] == method), {})
+            row[market["market"]] = (f"{format_value(score['mae'])} ({format_value(score['rmae'])})"
+                                     if score.get("mae") is not None else "not run")
+        summary.append(row)
+    lines = [
+        f"## Day-ahead electricity prices (EPF): last {protocol['validation_days']} days of each "
+        "market", "",
+        "Three hourly day-ahead markets of the open EPF benchmark (Lago et al. 2021; "
+        "`benchmarks/data/epf/`), each with two day-ahead forecasts as future-known covariates. "
+        f"The last {protocol['validation_days']} days of each file are the validation days; "
+        "everything before is the training part. Every validation day D is forecast (24 hours) "
+        "from the prices up to D-1 23:00 and both covariates up to D 23:00; MAE over all "
+        "validation hours, rMAE = MAE / MAE of the benchmark's naive forecast (Monday, Saturday, "
+        "Sunday: the same hour a week earlier; other days: a day earlier). LightGBM (L1 loss, "
+        "lagged prices, previous-day statistics, hour, weekday and, with drivers, both covariates "
+        "at t, t-24 h, t-168 h and their mean over day D) is fitted once on the training part; "
+        "its leaves and trees are chosen on a time-based split of the training part only; its "
+        "train seconds include that tuning (`benchmarks/epf_bench.py`, "
+        "`benchmarks/epf_protocol.py`).", "",
+        "MAE (rMAE) per market:", "", markdown_table(summary), ""]
+    for market in markets:
+        train, val = market["train"], market["validation"]
+        lines += [f"**{market['market']}** ({market['label']}): training {train['from'][:10]} to "
+                  f"{train['to'][:10]} ({train['days']} days), validation {val['from'][:10]} to "
+                  f"{val['to'][:10]} ({val['days']} days)", "",
+                  markdown_table(market["methods"], cols, heads), ""]
+    lines += ["Published MAE on the benchmark's test period (the two years after these files, "
+              "not bundled), for orientation only: a different period than the validation days "
+              "above, with models re-estimated every day:", "",
+              markdown_table(EPF_PUBLISHED, ["market", "naive", "lear", "dnn"],
+                             ["market", "naive", "LEAR ensemble", "DNN ensemble"]), ""]
+    return lines
+
+
 # ----------------------------------------------------------------------------- generic
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
@@ -267,9 +326,10 @@ def render(run: Mapping[str, Any], results: Path) -> str:
         f"`python -m benchmarks.run{' --quick' if quick else ''} --render-only`.",
         "", *_machine(run), *_commands(run),
         *_safe(_accuracy, "accuracy", results), *_safe(_training, "training", results)]
-    known = {"accuracy", "peers", "training", "run", "load"}
+    known = {"accuracy", "peers", "training", "run", "load", "epf"}
     for path in sorted(results.glob("*.json"), key=lambda p: (p.stem not in TITLES, p.stem)):
         if path.stem not in known:
             lines += _section(TITLES.get(path.stem, path.stem.capitalize()), path)
     lines += _safe(_load, "load", results)
+    lines += _safe(_epf, "epf", results)
     return "\n".join(lines).rstrip() + "\n"

@@ -65,6 +65,7 @@ BENCHES = (
     Bench("serve", "serve_bench", 900, 240),
     Bench("ensemble", "ensemble_latency", 600, 240),
     Bench("load", "load_bench", 900, 300),
+    Bench("epf", "epf_bench", 2400, 600),
 )
 
 

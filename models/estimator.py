@@ -172,8 +172,13 @@ class Nearcast:
         return self
 
     def predict(self, df: pd.DataFrame | None = None, horizon: int | None = None,
-                quantiles: Sequence[float] | None = None) -> pd.DataFrame:
+                quantiles: Sequence[float] | None = None, future: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
         """Forecast after the end of every series of ``df`` (default: the data fitted on).
+
+        A covariate model takes the future-known covariates of its horizon from ``future``
+        (``unique_id``, ``ds``, one column each), or from the rows of ``df`` after each series'
+        last observed ``y`` (``y`` missing).
 
         Returns:
             Long frame ``unique_id``, ``ds``, ``forecast`` and one ``q<level>`` column per
@@ -190,7 +195,7 @@ class Nearcast:
                 raise ValueError("no data: pass the history to forecast from")
             df = self.data.frame
         out = forecast_frame(forecaster, df, forecaster.config.horizon if horizon is None
-                             else horizon).frame
+                             else horizon, future).frame
         if quantiles is None:
             return out
         missing = [q for q in quantiles if f"q{q:g}" not in forecaster.config.output_names]

@@ -91,3 +91,17 @@ def test_an_ensemble_of_covariate_members_is_one_model(frame: pd.DataFrame) -> N
     names = {i.name for i in fitted.forecaster.model.inputs}
     assert names == {"history", "mask", "past", "future", "static", "series"}
     assert np.isfinite(fitted.evaluation.scores["model"]["mae"])
+
+
+def test_the_front_door_fits_and_predicts_with_covariates(frame: pd.DataFrame) -> None:
+    from nearcast import LSTM, Nearcast
+
+    model = Nearcast(LSTM(8), horizon=24, input_size=48, fold=24, season=24,
+                     scaling="level_mad", covariates={"x": {"role": "future"}},
+                     train={"epochs": 1, "steps_per_epoch": 5, "verbose": False})
+    data = frame[["unique_id", "ds", "y", "x"]]
+    model.fit(data.groupby("unique_id").head(300))
+    future = data.groupby("unique_id").nth(list(range(300, 324))).drop(columns=["y"])
+    out = model.predict(data.groupby("unique_id").head(300), future=future)
+    assert len(out) == 72 and np.isfinite(out["forecast"]).all()
+    assert [c["name"] for c in model.forecaster.describe()["covariates"]] == ["x"]
