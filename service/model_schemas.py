@@ -55,9 +55,11 @@ class ModelInfo(BaseModel):
         default_factory=list, description="Covariates a forecast request must send per series: "
         "past and future ones in 'covariates' (one value per history value), future ones also "
         "in 'future' (one per step of the horizon), static ones in 'static'.")
-    calendar: dict[str, Any] | None = Field(None, description="Calendar features the model "
+    calendar: dict[str, Any] | None = Field(
+        None, examples=[None], description="Calendar features the model "
                                             "computes from the timestamps (never sent).")
-    series_embedding: bool = Field(False, description="Whether the model has a learned series "
+    series_embedding: bool = Field(
+        False, examples=[False], description="Whether the model has a learned series "
                                    "embedding (an unseen id uses the shared vector).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout scores.",
                                       examples=[{"smape": 13.6, "mase": 1.25, "owa": 0.61}])

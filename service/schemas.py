@@ -206,7 +206,8 @@ class SeriesOut(BaseModel):
     )
     pipeline: PipelineReport = Field(description="What the input pipeline did.")
     warnings: list[str] = Field(
-        default_factory=list, description="What the caller should know about this forecast, "
+        default_factory=list, examples=[[]],
+        description="What the caller should know about this forecast, "
         "e.g. a series not seen in training (its forecast uses the shared series vector).")
 
 
