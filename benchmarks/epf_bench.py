@@ -14,12 +14,12 @@ Methods, per market:
   the two covariates at t, t-24 h, t-168 h and their mean over day D; and the same without the
   covariate features. Fitted once on the training part, tuned lightly on a time-based split of
   the training part only (:func:`benchmarks.epf_protocol.lightgbm_peer`);
-- nearcast with and without covariates (:data:`NEARCAST_CONFIGS`, through :func:`run_nearcast`;
-  a row says "not run: <reason>" until that hook and its configs exist).
+- nearcast with and without covariates (:data:`NEARCAST_CONFIGS`, trained once and run by
+  :func:`benchmarks.epf_nearcast.run`; a row says "not run" when its config is missing).
 
 Train seconds: LightGBM's tuning plus the final fit (the split is in the JSON); forecast seconds:
 building the validation features and predicting every validation day. A nearcast row's train
-seconds are the hook's whole wall time (training and forecasting).
+seconds are its one fit, its forecast seconds the one batched call over every validation day.
 
 Run: ``python -m benchmarks.epf_bench [--quick] [--data DIR] [--markets NP PJM DE] [--out PATH]``;
 writes ``benchmarks/results/epf.json`` (``results/quick/epf.json`` with ``--quick``: the last
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import ROOT, machine_info, print_table, result_path, write_json
+from benchmarks.epf_nearcast import run as run_nearcast
 from benchmarks.epf_protocol import (
     HOURS,
     MARKETS,
@@ -67,34 +68,6 @@ SEED, THREADS = 0, 2
 FULL_GRID: dict[str, tuple[int, ...]] = {"leaves": (31, 63), "rounds": (500, 1000, 1500)}
 QUICK_GRID: dict[str, tuple[int, ...]] = {"leaves": (31,), "rounds": (250, 500)}
 COLUMNS = ["method", "library", "mae", "rmae", "train_seconds", "forecast_seconds", "note"]
-
-
-# ----------------------------------------------------------------------------- nearcast hook
-def run_nearcast(config_path: Path, market: str, train: pd.DataFrame, val: pd.DataFrame,
-                 quick: bool) -> np.ndarray | None:
-    """nearcast's forecast of every validation day of ``market``, shape ``(len(val) // 24, 24)``.
-
-    Trains the job's model once on ``train`` and forecasts every day of ``val`` by the
-    protocol (:func:`benchmarks.epf_nearcast.run`); None when ``config_path`` does not exist.
-    ``quick`` trains for a few epochs only (the numbers do not count).
-    """
-    if not config_path.exists():
-        return None
-    from benchmarks.epf_nearcast import run
-
-    result = run(config_path, market, train, val, quick)
-    _NEARCAST_TIMES[str(config_path)] = (result.train_seconds, result.forecast_seconds)
-    return result.forecast
-
-
-_NEARCAST_TIMES: dict[str, tuple[float, float]] = {}
-"""Train and forecast seconds of each nearcast config run (for the table)."""
-
-
-def _not_run_reason(config_path: Path) -> str:
-    if not config_path.exists():
-        return f"not run: {_shown(config_path)} does not exist"
-    return "not run: run_nearcast returned no forecast (the nearcast model is not implemented)"
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -161,17 +134,16 @@ def run_market(name: str, data: Path, quick: bool) -> dict[str, Any]:
     for label, template in NEARCAST_CONFIGS.items():
         config = ROOT / template.format(market=name.lower())
         method = f"nearcast, {label}"
-        t0 = time.perf_counter()
-        pred_or_none = run_nearcast(config, name, train, val, quick)
-        seconds = time.perf_counter() - t0
-        if pred_or_none is None:
+        if not config.exists():
             rows.append({"method": method, "library": version, "mae": None, "rmae": None,
                          "train_seconds": None, "forecast_seconds": None,
-                         "note": _not_run_reason(config), "config": _shown(config)})
-        else:
-            fit_s, fc_s = _NEARCAST_TIMES.get(str(config), (seconds, 0.0))
-            rows.append(_row(method, version, actual, pred_or_none, naive, fit_s, fc_s,
-                             note="trained once on 2 cores", config=_shown(config)))
+                         "note": f"not run: {_shown(config)} does not exist",
+                         "config": _shown(config)})
+            continue
+        result = run_nearcast(config, name, train, val, quick)
+        rows.append(_row(method, version, actual, result.forecast, naive, result.train_seconds,
+                         result.forecast_seconds, note="trained once on 2 cores",
+                         config=_shown(config)))
     origins = daily_origins(frame, val_days)
     return {"market": name, "label": MARKETS[name].label, "file": MARKETS[name].file,
             "train": _period(train), "validation": _period(val) | {

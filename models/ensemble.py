@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from nearcast.models.architectures.builder import covariate_inputs
 from nearcast.models.architectures.combine import Combine, TakeLast, WidenIntervals
 from nearcast.models.config import Combiner, ModelConfig
 from nearcast.models.metrics import interval_coverage
@@ -42,14 +43,9 @@ def join_members(
     ``{"forecast": (B, H, K)}``.
     """
     joined = ensemble_config(configs)
-    widths = features.input_widths() if features is not None else {}
-    shapes = {"past": (None, widths.get("past", 0)), "future": (joined.horizon,
-              widths.get("future", 0)), "static": (widths.get("static", 0),), "series": ()}
     graph_inputs = {"history": keras.Input((None,), name="history"),
                     "mask": keras.Input((None,), name="mask")}
-    for key in widths:
-        graph_inputs[key] = keras.Input(shapes[key], name=key,
-                                        dtype="int32" if key == "series" else "float32")
+    graph_inputs |= covariate_inputs(features, joined.horizon)
     windowed = ("history", "mask", "past")
     outputs = []
     for i, (member, cfg) in enumerate(zip(members, configs, strict=True)):

@@ -192,16 +192,12 @@ class Forecaster:
 
 def input_specs(meta: ModelMeta) -> dict[str, tf.TensorSpec]:
     """The ``TensorSpec`` of each input of the model's compiled path, by name."""
-    size, horizon = meta.config.input_size, meta.config.horizon
+    size = meta.config.input_size
     specs = {n: tf.TensorSpec((None, size), tf.float32, name=n) for n in ("history", "mask")}
-    widths = meta.features.input_widths() if meta.features is not None else {}
-    shapes = {"past": ((None, size, widths.get("past", 0)), tf.float32),
-              "future": ((None, horizon, widths.get("future", 0)), tf.float32),
-              "static": ((None, widths.get("static", 0)), tf.float32),
-              "series": ((None,), tf.int32)}
-    for key in widths:
-        shape, dtype = shapes[key]
-        specs[key] = tf.TensorSpec(shape, dtype, name=key)
+    if meta.features is not None:
+        shapes = meta.features.input_shapes(meta.config.horizon, window=size)
+        specs |= {key: tf.TensorSpec((None, *shape), dtype, name=key)
+                  for key, (shape, dtype) in shapes.items()}
     return specs
 
 

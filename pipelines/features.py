@@ -92,6 +92,22 @@ class FeatureSpec(BaseModel):
                   "static": len(self.static_columns()), "series": len(self.series_ids)}
         return {k: v for k, v in widths.items() if v}
 
+    def input_shapes(self, horizon: int, window: int | None = None
+                     ) -> dict[str, tuple[tuple[int | None, ...], str]]:
+        """Shape (without the batch axis) and dtype of each model input this spec feeds.
+
+        The one definition the graph's inputs, the compiled path and the training datasets
+        use. ``window`` is the history length (None: any).
+        """
+        widths = self.input_widths()
+        shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
+            "past": ((window, widths.get("past", 0)), "float32"),
+            "future": ((horizon, widths.get("future", 0)), "float32"),
+            "static": ((widths.get("static", 0),), "float32"),
+            "series": ((), "int32"),
+        }
+        return {key: shapes[key] for key in widths}
+
     def time_columns(self) -> list[str]:
         """Columns of the time matrix: past and future covariates, then the calendar."""
         return time_varying(self.covariates) + (self.calendar.names() if self.calendar else [])
@@ -118,10 +134,10 @@ class FeatureSpec(BaseModel):
         parts = [self._standard(name, frame[name].to_numpy(np.float64))
                  for name in time_varying(self.covariates)]
         if self.calendar is not None:
-            parts.append(calendar_features(pd.DatetimeIndex(frame[DS]), self.calendar).T)
+            parts.append(calendar_features(pd.DatetimeIndex(frame[DS]), self.calendar))
         if not parts:
             return np.zeros((len(frame), 0), np.float32)
-        return np.stack([np.asarray(p, np.float32) for p in _rows(parts)], axis=1)
+        return np.column_stack(parts).astype(np.float32)
 
     def static_matrix(self, values: Sequence[Mapping[str, object]]) -> np.ndarray:
         """Static inputs of each series from ``{name: value}``, shape ``(S, D)``, float32.
@@ -136,18 +152,36 @@ class FeatureSpec(BaseModel):
             for name in static_names(self.covariates):
                 if name not in row:
                     raise ValueError(f"static covariate {name!r} is missing")
-                value = row[name]
-                if name in self.categories:
+                value = self.check_static(name, row[name])
+                if isinstance(value, str):
                     vocab = self.categories[name]
-                    if str(value) not in vocab:
-                        raise ValueError(f"static covariate {name!r}: value {value!r} was not "
-                                         f"seen in training (known: {vocab[:10]})")
-                    out[i, col + vocab.index(str(value))] = 1.0
+                    out[i, col + vocab.index(value)] = 1.0
                     col += len(vocab)
                 else:
-                    out[i, col] = self._standard(name, np.asarray([_number(name, value)]))[0]
+                    out[i, col] = self._standard(name, np.asarray([value]))[0]
                     col += 1
         return out
+
+    def check_static(self, name: str, value: object) -> float | str:
+        """A static covariate's value as the model reads it: a finite number or a category.
+
+        Raises:
+            ValueError: a string for a numeric covariate, a non-string for a categorical one,
+                or a category not seen in training (the message says which).
+        """
+        if name not in self.categories:
+            if isinstance(value, str):
+                raise ValueError(f"static covariate {name!r} is numeric; got the string "
+                                 f"{value!r}")
+            return _number(name, value)
+        vocab = self.categories[name]
+        if not isinstance(value, str):
+            raise ValueError(f"static covariate {name!r} is categorical; give one of "
+                             f"{vocab[:10]} as a string, not {value!r}")
+        if value not in vocab:
+            raise ValueError(f"static covariate {name!r}: value {value!r} was not seen in "
+                             f"training; known: {vocab[:10]}")
+        return value
 
     def statics_of(self, frame: pd.DataFrame, ids: Sequence[str]) -> np.ndarray:
         """The static matrix of the series ``ids`` of a long frame (first row of each)."""
@@ -175,14 +209,6 @@ class FeatureSpec(BaseModel):
                 entry["categories"] = self.categories[name]
             out.append(entry)
         return out
-
-
-def _rows(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """Flatten a list of column vectors and column blocks ``(k, N)`` into column vectors."""
-    out: list[np.ndarray] = []
-    for p in parts:
-        out += [p] if p.ndim == 1 else list(p)
-    return out
 
 
 def _number(name: str, value: object) -> float:

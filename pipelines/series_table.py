@@ -12,7 +12,8 @@ batches to ``tf.data``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -40,14 +41,19 @@ class FeatureArrays:
         future: positions of the columns known over the horizon.
         static: static matrix per series, shape ``(S, D)``.
         codes: series embedding codes, shape ``(S,)`` int32 (0 = the shared vector).
-        keys: the model inputs a batch holds (:meth:`FeatureSpec.input_widths`).
+        spec: the feature spec they were made by.
     """
 
     time: np.ndarray
     future: np.ndarray
     static: np.ndarray
     codes: np.ndarray
-    keys: tuple[str, ...] = field(default=())
+    spec: FeatureSpec
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        """The model inputs a batch holds (:meth:`FeatureSpec.input_widths`)."""
+        return tuple(self.spec.input_widths())
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,7 @@ class SeriesTable:
         arrays = FeatureArrays(features.time_matrix(frame),
                                np.asarray(features.future_columns(), np.int64),
                                features.statics_of(frame, list(ids)),
-                               features.series_codes(list(ids))[0],
-                               tuple(features.input_widths()))
+                               features.series_codes(list(ids))[0], features)
         return cls(ids, values, offsets, arrays)
 
     @property
@@ -154,11 +159,7 @@ def gather_batch(table: SeriesTable, index: np.ndarray, spec: WindowSpec) -> Num
     end enters except the future-known columns.
     """
     inputs, target = gather_windows(table.values, index, spec)
-    feats = table.features
-    if feats is None:
-        return inputs, target
-    inputs |= covariate_inputs(table, index, spec)
-    return inputs, target
+    return inputs | covariate_inputs(table, index, spec), target
 
 
 def covariate_inputs(table: SeriesTable, index: np.ndarray, spec: WindowSpec

@@ -125,14 +125,9 @@ def feature_specs(
     feats = table.features
     if feats is None:
         return {}
-    b = batch_size
-    specs = {
-        "past": tf.TensorSpec((b, spec.input_size, feats.time.shape[1]), tf.float32),
-        "future": tf.TensorSpec((b, spec.horizon, len(feats.future)), tf.float32),
-        "static": tf.TensorSpec((b, feats.static.shape[1]), tf.float32),
-        "series": tf.TensorSpec((b,), tf.int32),
-    }
-    return {key: specs[key] for key in feats.keys}
+    shapes = feats.spec.input_shapes(spec.horizon, window=spec.input_size)
+    return {key: tf.TensorSpec((batch_size, *shape), dtype)
+            for key, (shape, dtype) in shapes.items()}
 
 
 def balanced_stream(

@@ -44,17 +44,11 @@ def check_covariates(item: SeriesIn, features: FeatureSpec | None, horizon: int)
             raise CovariateFieldError(f"future.{name}", f"{len(values)} values; the model "
                                       f"needs one per step of its horizon ({horizon})")
     for name, value in (item.static or {}).items():
-        cov = covs[name]
-        if cov.kind == "numeric" and isinstance(value, str):
-            raise CovariateFieldError(f"static.{name}", f"is numeric; got the string {value!r}")
-        if cov.kind == "categorical":
-            known = features.categories.get(name, []) if features is not None else []
-            if not isinstance(value, str):
-                raise CovariateFieldError(f"static.{name}", f"is categorical; give one of "
-                                          f"{known[:10]} as a string, not {value!r}")
-            if value not in known:
-                raise CovariateFieldError(f"static.{name}", f"value {value!r} was not seen in "
-                                          f"training; known: {known[:10]}")
+        assert features is not None  # _names refused any static for a target-only model
+        try:
+            features.check_static(name, value)
+        except ValueError as exc:
+            raise CovariateFieldError(f"static.{name}", str(exc)) from None
 
 
 def _names(field: str, given: Mapping[str, object] | None, wanted: list[str], kind: str

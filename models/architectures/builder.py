@@ -54,18 +54,15 @@ def build_model(
     """
     history = keras.Input((None,), name="history")
     mask = keras.Input((None,), name="mask")
-    inputs = {"history": history, "mask": mask}
+    inputs = {"history": history, "mask": mask} | covariate_inputs(features, config.horizon)
     widths = features.input_widths() if features is not None else {}
     z, level = ScaleWindow(config.scaling, config.season, name="scale")([history, mask])
     steps, step_mask = FoldSteps(config.fold, name="fold")([z, mask])
-    if "past" in widths:
-        inputs["past"] = keras.Input((None, widths["past"]), name="past")
+    if "past" in inputs:
         folded = FoldFeatures(config.fold, name="fold_covariates")(inputs["past"])
         steps = keras.layers.Concatenate(name="steps_with_covariates")([steps, folded])
     encoded = _encoder(steps, step_mask, config)
     context = _conditions(inputs, widths, config)
-    if "future" in widths:
-        inputs["future"] = keras.Input((config.horizon, widths["future"]), name="future")
     k = len(config.output_names)
     if config.head == "direct":
         skip = _skip(z, config, config.horizon)
@@ -93,16 +90,21 @@ def build_model(
     return keras.Model(inputs, outputs, name=name or f"nearcast_{config.cell}")
 
 
+def covariate_inputs(features: FeatureSpec | None, horizon: int) -> dict[str, Any]:
+    """One ``keras.Input`` per covariate input the spec feeds (none for a target-only model)."""
+    if features is None:
+        return {}
+    return {key: keras.Input(shape, dtype=dtype, name=key)
+            for key, (shape, dtype) in features.input_shapes(horizon).items()}
+
+
 def _conditions(inputs: dict[str, Any], widths: dict[str, int], config: ModelConfig) -> list[Any]:
-    """The series embedding and the static inputs (adds their ``keras.Input`` to ``inputs``)."""
+    """The series embedding and the static inputs, which condition the head."""
     out = []
-    if "series" in widths:
-        inputs["series"] = keras.Input((), dtype="int32", name="series")
-        size = config.embedding or 8
-        out.append(keras.layers.Embedding(widths["series"] + 1, size, name="series_embedding")(
-            inputs["series"]))
-    if "static" in widths:
-        inputs["static"] = keras.Input((widths["static"],), name="static")
+    if "series" in inputs:
+        out.append(keras.layers.Embedding(widths["series"] + 1, config.embedding,
+                                          name="series_embedding")(inputs["series"]))
+    if "static" in inputs:
         out.append(inputs["static"])
     return out
 
@@ -112,4 +114,4 @@ def _skip(z: Any, config: ModelConfig, length: int) -> Any:
     return skip if config.seasonal_skip else ZeroLike(name="no_skip")(skip)
 
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "covariate_inputs"]
