@@ -12,11 +12,14 @@ sets them from the ``registry_*`` settings (nearcast's settings win over values 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from mlflow import MlflowClient
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,7 +91,8 @@ class MlflowSettings(BaseSettings):
         uri = self.resolved_tracking_uri()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        with _sqlite_creation_lock(uri):
+            return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def ensure_experiment(self, client: MlflowClient) -> str:
         """Id of the configured experiment, created with the artifact root if missing.
@@ -121,6 +125,30 @@ version, per fold.
 
 Registered model `{model}`: aliases `champion` (served) and `challenger` (newest trained); each \
 version's description says how it got them."""
+
+
+_CREATED: set[str] = set()
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """Hold a file lock next to a SQLite store while this process first opens it.
+
+    MLflow creates (and migrates) a SQLite store's tables when a client first opens it, and two
+    processes doing so at once race on the schema migrations (``duplicate column name``,
+    ``Online migration expected to match one row``: two retrainings the scheduler starts on a
+    new store). The lock lets one create the store while the other waits; afterwards each
+    finds it complete. Other stores (a tracking server, PostgreSQL) need no lock.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri in _CREATED:
+        yield
+        return
+    database = Path(uri[len(prefix):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.create.lock", timeout=300):
+        yield
+    _CREATED.add(uri)
 
 
 @lru_cache
