@@ -1,9 +1,17 @@
 """Rolling-origin backtests of a fixed forecaster next to the naive baselines.
 
-The forecaster is never refitted: fold ``k`` cuts every series at its cutoff (see
-:func:`pipelines.splits.backtest_folds`), forecasts from the history up to that cutoff and scores
-the next ``h`` points. Each fold goes through :func:`models.evaluation.evaluate_histories`, the
-same scoring path as the training holdout, so a one-fold backtest equals the holdout.
+The forecaster is never refitted: fold ``k`` cuts every series at its cutoff (the folds of
+:func:`pipelines.splits.backtest_folds`: the last one ends at each series' end, each earlier one
+``step`` rows before the next), forecasts from the history up to that cutoff and scores the next
+``h`` points. The windows of many folds are cut from one table of the whole frame and forecast
+in one batch; each fold is scored by :func:`models.evaluation.score_forecasts`, the scoring path
+of the training holdout, so a one-fold backtest equals the holdout.
+
+A covariate model reads the same table's covariates: future-known ones over each fold's
+horizon (they are known in advance), past ones and the target only up to the cutoff, static
+ones and the series embedding per series; the scaling statistics are the model's own. A fold
+that ends less than the model's horizon before the data's end (``h`` below the model's
+horizon) repeats each series' last future-known values over the steps past the end.
 
 A series too short for the folds (its history before the first cutoff would be under the
 model's minimum) is left out and named in :attr:`Backtest.skipped`; the others are scored
@@ -18,14 +26,13 @@ import numpy as np
 import pandas as pd
 
 from nearcast.models.config import METRICS
-from nearcast.models.evaluation import REFERENCE, Evaluation, evaluate_histories
+from nearcast.models.evaluation import REFERENCE, Evaluation, score_forecasts
 from nearcast.models.forecaster import Forecaster
 from nearcast.models.metrics import owa
 from nearcast.pipelines.errors import DataValidationError, InputError, Problem
 from nearcast.pipelines.padding import usable_length
 from nearcast.pipelines.schema import DS, UNIQUE_ID
-from nearcast.pipelines.splits import Fold, backtest_folds
-from nearcast.pipelines.windows import SeriesTable
+from nearcast.pipelines.series_table import SeriesTable, cut_index, gather_inputs
 
 """Metrics of a backtest, in display order."""
 
@@ -93,10 +100,15 @@ class Backtest:
                   for m, s in self.aggregate.items()]
         lines.append(f"{'fold, cutoff':29s}" + "".join(f"{m:>17s}" for m in self.methods)
                      + "   (sMAPE / MASE)")
-        for k, (cut, ev) in enumerate(zip(self.cutoffs, self.folds, strict=True), 1):
+        n = len(self.folds)
+        shown = range(n) if n <= 2 * _SHOWN else [*range(_SHOWN), *range(n - _SHOWN, n)]
+        for k in shown:
+            ev, cut = self.folds[k], self.cutoffs[k]
+            if k == n - _SHOWN and n > 2 * _SHOWN:
+                lines.append(f"... {n - 2 * _SHOWN} more folds (all of them: --log, or table())")
             cells = "".join(f"{ev.scores[m]['smape']:8.2f} /{ev.scores[m]['mase']:7.3f}"
                             for m in self.methods)
-            lines.append(f"{k:<3d} {max(cut.values()).isoformat():24s} {cells}")
+            lines.append(f"{k + 1:<3d} {max(cut.values()).isoformat():24s} {cells}")
         return "\n".join(lines)
 
 
@@ -138,15 +150,68 @@ def backtest(
     if not 1 <= h <= forecaster.config.horizon:
         raise BacktestError(f"horizon {h} is outside 1..{forecaster.config.horizon} "
                             "(the model's)")
-    df, skipped = _long_enough(df, forecaster, h, n_folds, h if step is None else step, strict)
-    folds = backtest_folds(df, h, n_folds, step)
-    evaluations = []
-    for k, fold in enumerate(folds, 1):
-        ids, insample, actual = _fold_arrays(fold, h)
-        _check_history(forecaster, ids, insample, fold, k)
-        evaluations.append(evaluate_histories(forecaster, ids, insample, actual))
-    return Backtest(h, h if step is None else step, [f.cutoffs for f in folds], evaluations,
-                    aggregate_scores(evaluations), skipped)
+    step = h if step is None else step
+    if n_folds < 1 or step < 1:
+        raise BacktestError(f"folds and step must be >= 1, got {n_folds} and {step}")
+    df, skipped = _long_enough(df, forecaster, h, n_folds, step, strict)
+    table, stamps = _table(forecaster, df)
+    scored = h + (n_folds - 1) * step  # rows from the first cutoff to each series' end
+    first_ends = table.offsets[1:] - scored
+    per_batch = max(1, _BATCH_WINDOWS // len(table.ids))
+    cutoffs: list[dict[str, pd.Timestamp]] = []
+    evaluations: list[Evaluation] = []
+    for lo in range(0, n_folds, per_batch):
+        ends = [first_ends + k * step for k in range(lo, min(lo + per_batch, n_folds))]
+        result = _forecast_at(forecaster, table, ends)
+        for j, end in enumerate(ends):
+            cutoffs.append({str(uid): stamps[e - 1] for uid, e in zip(table.ids, end,
+                                                                     strict=True)})
+            evaluations.append(_score_fold(forecaster, table, end, h,
+                                           result[j * len(end):(j + 1) * len(end)]))
+    return Backtest(h, step, cutoffs, evaluations, aggregate_scores(evaluations), skipped)
+
+
+_BATCH_WINDOWS = 4096
+"""Windows (series x folds) forecast in one call: bounds the memory of a long backtest."""
+
+
+def _table(forecaster: Forecaster, df: pd.DataFrame) -> tuple[SeriesTable, list[pd.Timestamp]]:
+    """The frame as one table (with the model's covariate inputs) and each row's timestamp.
+
+    Raises:
+        DataValidationError: a covariate model's column missing from the frame or a static
+            value the model cannot read (naming the covariate).
+    """
+    features = forecaster.meta.features if forecaster.meta.covariate_model else None
+    if features is not None:
+        missing = [n for n in features.covariates if n not in df.columns]
+        if missing:
+            raise DataValidationError([Problem(
+                "covariates", None, [], f"the model reads covariates {missing}, which the data "
+                "does not have; declare them in the data: section of the job file")])
+    try:
+        table = SeriesTable.from_long(df, features)
+    except ValueError as exc:  # a static value the model cannot read
+        raise DataValidationError([Problem("covariates", None, [], str(exc))]) from None
+    frame = df.sort_values([UNIQUE_ID, DS], kind="stable")
+    return table, list(pd.DatetimeIndex(frame[DS]))
+
+
+def _forecast_at(forecaster: Forecaster, table: SeriesTable, ends: list[np.ndarray]
+                 ) -> np.ndarray:
+    """The model's outputs ``(len(ends) * S, H, Q)`` for windows ending at each of ``ends``."""
+    spec = forecaster.config.window_spec()
+    index = np.concatenate([cut_index(table, end, spec) for end in ends])
+    return forecaster.predict_inputs(gather_inputs(table, index, spec))
+
+
+def _score_fold(forecaster: Forecaster, table: SeriesTable, ends: np.ndarray, h: int,
+                result: np.ndarray) -> Evaluation:
+    """Score one fold: histories up to ``ends`` (global positions), the next ``h`` points."""
+    starts = table.offsets[:-1]
+    insample = [table.values[s:e].astype(np.float64) for s, e in zip(starts, ends, strict=True)]
+    actual = table.values[ends[:, None] + np.arange(h)].astype(np.float64)
+    return score_forecasts(forecaster, table.ids, insample, actual, result)
 
 
 def _long_enough(
@@ -186,31 +251,6 @@ def _too_short(df: pd.DataFrame, uid: str, n: int, history: int, n_folds: int, f
     cutoff = pd.Timestamp(stamps.iloc[history - 1]).isoformat()
     return (f"{n} points, {history} up to the first cutoff {cutoff} of {n_folds} folds; the "
             f"model needs at least {shortest} (in multiples of {fold})")
-
-
-def _fold_arrays(fold: Fold, h: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Fold frames to ``(ids (S,), histories [S x (n_i,)], actual (S, h))``."""
-    train, test = SeriesTable.from_long(fold.train), SeriesTable.from_long(fold.test)
-    if not np.array_equal(train.ids, test.ids) or (test.lengths != h).any():
-        raise ValueError("fold train and test frames disagree on their series")  # split bug
-    insample = [train.series(i).astype(np.float64) for i in range(len(train.ids))]
-    return train.ids, insample, test.values.reshape(len(test.ids), h).astype(np.float64)
-
-
-def _check_history(
-    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], fold: Fold, k: int
-) -> None:
-    spec = forecaster.config.window_spec()
-    short = [(str(uid), len(x)) for uid, x in zip(ids, insample, strict=True)
-             if usable_length(len(x), spec) < spec.shortest_history]
-    if short:
-        uid, n = short[0]
-        raise ValueError(
-            f"fold {k}: {len(short)} series too short before the cutoff, e.g. {uid} has {n} "
-            f"points up to {fold.cutoffs[uid].isoformat()}; the model needs at least "
-            f"{spec.shortest_history} (in multiples of {spec.fold}). Use fewer folds or a "
-            f"smaller step. Short series: {[s for s, _ in short[:10]]}"
-        )
 
 
 def aggregate_scores(folds: list[Evaluation]) -> dict[str, dict[str, float]]:

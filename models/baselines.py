@@ -149,7 +149,9 @@ def acf(x: npt.ArrayLike, max_lag: int) -> FloatArray:
     denom = float(np.dot(dev, dev))
     if denom == 0.0:
         return np.full(max_lag + 1, np.nan)
-    num = [float(np.dot(dev[k:], dev[: dev.size - k])) for k in range(max_lag + 1)]
+    # einsum, not np.dot: a BLAS call per lag wakes BLAS threads, which on busy cores cost
+    # milliseconds each (a year of daily backtest folds ran 100x slower).
+    num = [float(np.einsum("i,i->", dev[k:], dev[: dev.size - k])) for k in range(max_lag + 1)]
     return np.asarray(num, dtype=np.float64) / denom
 
 

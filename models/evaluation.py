@@ -104,13 +104,26 @@ def evaluate_histories(
     Raises:
         ValueError: when ``h`` exceeds the model's horizon or the shapes disagree.
     """
-    season, (n_series, horizon) = forecaster.config.season, actual.shape
+    n_series, horizon = actual.shape
     if not 1 <= horizon <= forecaster.config.horizon or n_series != len(insample):
         raise ValueError(f"actual has shape {actual.shape} for {len(insample)} histories; the "
                          f"model forecasts 1..{forecaster.config.horizon} steps")
     insample = [np.asarray(s, dtype=np.float64) for s in insample]
-    result = forecaster.forecast([s.astype(np.float32) for s in insample],
-                                 covariates).values[:, :horizon]
+    result = forecaster.forecast([s.astype(np.float32) for s in insample], covariates).values
+    return score_forecasts(forecaster, ids, insample, actual, result)
+
+
+def score_forecasts(
+    forecaster: Forecaster, ids: np.ndarray, insample: list[np.ndarray], actual: np.ndarray,
+    result: np.ndarray,
+) -> Evaluation:
+    """Score the model's outputs ``result`` ``(S, >= h, Q)`` and the baselines on ``actual``.
+
+    ``insample`` (float64 histories ending right before ``actual``) is the baselines' input and
+    the MASE scale; see :func:`evaluate_histories`.
+    """
+    season, horizon = forecaster.config.season, actual.shape[1]
+    result = result[:, :horizon]
     forecasts = {"model": result[:, :, forecaster.config.point_index].astype(np.float64)}
     for name, method in BASELINES.items():
         forecasts[name] = method(insample, horizon, season)
@@ -135,5 +148,5 @@ def _coverages(forecaster: Forecaster, result: np.ndarray, actual: np.ndarray) -
     return out
 
 
-__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_methods",
-           "table_covariates"]
+__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_forecasts",
+           "score_methods", "table_covariates"]

@@ -260,22 +260,35 @@ def data_config_from_spec(spec: str) -> DataConfig:
 
 
 def with_model_rules(cfg: DataConfig, spec: str, meta: ModelMeta) -> DataConfig:
-    """Put the data config from ``spec`` on a stored model's grid rule.
+    """Put the data config from ``spec`` on a stored model's grid rule and covariates.
 
     The data is read by the model's rule (frequency, aggregation, gap policy, longest gap,
-    time zone). A YAML file may repeat the rule's keys, but not change them.
+    time zone). A YAML file may repeat the rule's keys, but not change them. A covariate
+    model's covariates are read by the model's declarations; the YAML may name their source
+    columns (``column``) but not change their role, kind, aggregation or gap policy. A
+    covariate the YAML does not declare is read from the column of its own name.
 
     Raises:
-        JobConfigError: when a YAML file gives a grid key another value than the model's
-            (naming the file, the keys and both values).
+        JobConfigError: when a YAML file gives a grid key or a covariate's rule another value
+            than the model's (naming the file, the keys and both values).
     """
-    if spec.lower().endswith(_YAML_SUFFIXES):
-        clashes = cfg.differences(meta.grid)
-        if clashes:
-            raise JobConfigError(f"{spec}: " + "; ".join(
-                f"data {key} {ours!r} differs from the model's {theirs!r}"
-                for key, (ours, theirs) in clashes.items()))
-    return cfg.model_copy(update=meta.grid.model_dump())
+    is_yaml = spec.lower().endswith(_YAML_SUFFIXES)
+    clashes = {f"data {key}": pair for key, pair in cfg.differences(meta.grid).items()}
+    covariates = {}
+    for name, theirs in (meta.features.covariates.items() if meta.covariate_model
+                         and meta.features is not None else ()):
+        ours = cfg.covariates.get(name)
+        covariates[name] = theirs.model_copy(update={"column": ours.column if ours else None})
+        given = [] if ours is None else [k for k in ("role", "kind", "agg", "gap_policy")
+                                         if k in ours.model_fields_set]
+        for key in given:
+            if getattr(ours, key) != getattr(theirs, key):
+                clashes[f"covariate {name!r} {key}"] = (getattr(ours, key), getattr(theirs, key))
+    if is_yaml and clashes:
+        raise JobConfigError(f"{spec}: " + "; ".join(
+            f"{key} {ours!r} differs from the model's {theirs!r}"
+            for key, (ours, theirs) in clashes.items()))
+    return cfg.model_copy(update=meta.grid.model_dump() | {"covariates": covariates})
 
 
 def data_config_for(spec: str, meta: ModelMeta) -> DataConfig:

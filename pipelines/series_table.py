@@ -24,7 +24,8 @@ from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 from nearcast.pipelines.window_runs import WindowRuns, WindowSpec
 
 __all__ = ["FeatureArrays", "NumpyBatch", "SeriesTable", "covariate_inputs", "cut_index",
-           "gather_batch", "gather_windows", "last_windows", "window_index", "window_runs"]
+           "gather_batch", "gather_inputs", "gather_windows", "last_windows", "window_index",
+           "window_runs"]
 
 NumpyBatch = tuple[dict[str, np.ndarray], np.ndarray]
 """``({"history": (B, T), "mask": (B, T)}, target (B, H))`` as numpy arrays; a covariate
@@ -141,13 +142,20 @@ def gather_windows(values: np.ndarray, index: np.ndarray, spec: WindowSpec) -> N
         positions hold 0.0 and mask 0.0.
     """
     values, index = np.asarray(values), np.asarray(index, dtype=np.int64)
+    target = values[index[:, :1] + np.arange(spec.horizon, dtype=np.int64)]
+    return _histories(values, index, spec), target.astype(np.float32, copy=False)
+
+
+def _histories(values: np.ndarray, index: np.ndarray, spec: WindowSpec
+                     ) -> dict[str, np.ndarray]:
+    """The ``history`` and ``mask`` inputs of :func:`gather_windows`, without the target."""
+    values, index = np.asarray(values), np.asarray(index, dtype=np.int64)
     end, start = index[:, :1], index[:, 1:]
     hist_idx = end - spec.input_size + np.arange(spec.input_size, dtype=np.int64)
     padding = hist_idx < start
     history = values[np.maximum(hist_idx, start, out=hist_idx)].astype(np.float32, copy=False)
     history[padding] = 0.0
-    target = values[end + np.arange(spec.horizon, dtype=np.int64)].astype(np.float32, copy=False)
-    return {"history": history, "mask": (~padding).astype(np.float32)}, target
+    return {"history": history, "mask": (~padding).astype(np.float32)}
 
 
 def gather_batch(table: SeriesTable, index: np.ndarray, spec: WindowSpec) -> NumpyBatch:
@@ -160,6 +168,15 @@ def gather_batch(table: SeriesTable, index: np.ndarray, spec: WindowSpec) -> Num
     """
     inputs, target = gather_windows(table.values, index, spec)
     return inputs | covariate_inputs(table, index, spec), target
+
+
+def gather_inputs(table: SeriesTable, index: np.ndarray, spec: WindowSpec
+                  ) -> dict[str, np.ndarray]:
+    """The model inputs of :func:`gather_batch` without the target.
+
+    A window may then end less than a horizon before its series' end (a backtest's last folds).
+    """
+    return _histories(table.values, index, spec) | covariate_inputs(table, index, spec)
 
 
 def covariate_inputs(table: SeriesTable, index: np.ndarray, spec: WindowSpec

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from covariate_data import COVARIATES, driven_frame
 
+from nearcast.models.backtest import backtest
 from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.fitting import Fitted, fit_forecaster
 from nearcast.models.inference import forecast_frame
@@ -81,6 +82,32 @@ def test_forecast_frame_reads_future_rows_and_names_a_missing_driver(
     np.testing.assert_allclose(same["forecast"], out["forecast"], atol=1e-5)
     with pytest.raises(ValueError, match="'x' holds a missing"):
         forecast_frame(fc, pd.concat([history, future.assign(y=np.nan, x=np.nan)]), 24)
+
+
+def test_a_backtest_forecasts_each_fold_as_served_with_the_future_drivers_of_its_horizon(
+    frame: pd.DataFrame, fitted: Fitted
+) -> None:
+    fc = fitted.forecaster
+    result = backtest(fc, frame, n_folds=30, step=3, horizon=12)  # 30 folds, one batch
+    assert (len(result.folds), result.n_scored, result.horizon) == (30, 3, 12)
+    assert result.aggregate["model"]["mae"] < 0.8 < result.aggregate["naive"]["mae"]
+    # changing the target and the past-only column after the last cutoff changes nothing
+    changed = frame.copy()
+    after = changed.groupby("unique_id").cumcount() >= 360 - 12
+    changed.loc[after, ["y", "p"]] = 1e4
+    last = backtest(fc, changed, n_folds=1, horizon=12).folds[0].forecasts["model"]
+    np.testing.assert_array_equal(last, result.folds[-1].forecasts["model"])
+    # fold k as served: history to its cutoff, the drivers of the model's 24 steps after it
+    for k in (0, 17, 25):  # (folds 26..29 end within 24 rows of the data's end)
+        cut = 360 - 12 - (29 - k) * 3
+        rows = frame.groupby("unique_id").cumcount()
+        hist, fut = frame[rows < cut], frame[(rows >= cut) & (rows < cut + 24)]
+        served = forecast_frame(fc, hist, 12, future=fut.drop(columns=["y", "p"])).frame
+        np.testing.assert_allclose(result.folds[k].forecasts["model"].ravel(),
+                                   served["forecast"].to_numpy(), atol=1e-5)
+        assert result.cutoffs[k]["S1"] == hist.loc[hist["unique_id"] == "S1", "ds"].iloc[-1]
+    with pytest.raises(ValueError, match=r"covariates \['p'\], which the data does not have"):
+        backtest(fc, frame.drop(columns=["p"]), n_folds=2)
 
 
 def test_an_ensemble_of_covariate_members_is_one_model(frame: pd.DataFrame) -> None:

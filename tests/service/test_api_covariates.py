@@ -4,6 +4,9 @@ covariate input is a 422 naming the series and the covariate; the listing shows 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +17,21 @@ import pandas as pd
 import pytest
 from covariate_data import COVARIATES, driven_frame
 from svc_helpers import AUTH, post
+from typer.testing import CliRunner
 
 from conftest import LiveServer, make_settings, start_server, stop_server
 from nearcast.models import registry
+from nearcast.models.backtest import backtest
 from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.estimator import Nearcast
 from nearcast.models.jobconfig import JobConfig
-from nearcast.models.settings import MlflowSettings
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
 from nearcast.models.train import Trained, train
 from nearcast.pipelines.calendar import CalendarRule
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.feature_windows import covariate_batch, future_frame
 from nearcast.service.app import create_app
+from nearcast.service.cli import app
 from nearcast.service.settings import ApiSettings
 
 MODEL = ModelConfig(units=8, input_size=48, horizon=24, fold=24, season=24, min_history=24,
@@ -149,3 +155,53 @@ def test_the_listing_shows_the_covariates_and_their_roles(server: LiveServer) ->
                      "region": ("static", "categorical")}
     assert info["series_embedding"] is True
     assert info["calendar"]["features"] == ["hour", "weekday", "holiday"]
+
+
+def _evaluate(settings: MlflowSettings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nearcast evaluate`` on the champion, in its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
+    env |= {"NEARCAST_HOME": str(settings.home), "NEARCAST_EXPERIMENT": settings.experiment,
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "nearcast", "evaluate", "--model",
+                           f"models:/{NAME}@champion", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_evaluate_backtests_daily_origins_with_the_drivers_from_a_mapped_file(
+    trained: tuple[MlflowSettings, Trained], frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings, done = trained
+    # The file names its columns otherwise; the job file maps them (as for the EPF files).
+    renamed = {"unique_id": "market", "ds": "when", "y": "price", "x": " driver",
+               "p": "observed", "region": "area"}
+    frame.rename(columns=renamed).to_csv(tmp_path / "driven.csv", index=False)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"data:\n  source: files\n  path: {tmp_path / 'driven.csv'}\n  freq: h\n"
+        "  columns: {unique_id: market, ds: when, y: price}\n"
+        "  covariates:\n    x: {column: ' driver', role: future}\n"
+        "    p: {column: observed, role: past}\n"
+        "    region: {column: area, role: static, kind: categorical}\n")
+    out = _evaluate(settings, tmp_path, "--data", str(job), "--folds", "10", "--step", "24",
+                    "--horizon", "24")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "all 10 folds x 24 points (step 24, 3 series scored, 0 skipped)" in out.stdout
+    fc = done.model.forecaster
+    expected = backtest(fc, fc.regularize(frame).frame, n_folds=10, step=24).aggregate
+    row = next(line for line in out.stdout.splitlines() if line.startswith("model "))
+    assert row.split()[1:3] == [f"{expected['model']['smape']:.3f}",
+                                f"{expected['model']['mase']:.3f}"]
+    # A job file may name the columns but not change a covariate's role.
+    job.write_text(job.read_text().replace("role: future", "role: past"))
+    uri = mlflow.get_tracking_uri()
+    get_mlflow_settings.cache_clear()
+    try:
+        bad = CliRunner().invoke(app, ["evaluate", "--model", f"models:/{NAME}@champion",
+                                       "--data", str(job), "--folds", "2"],
+                                 env={"NEARCAST_HOME": str(settings.home)})
+    finally:
+        get_mlflow_settings.cache_clear()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    assert bad.exit_code == 2, bad.output
+    assert "covariate 'x' role 'past' differs from the model's 'future'" in bad.output
