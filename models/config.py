@@ -130,7 +130,12 @@ class TrainConfig(BaseModel):
     steps_per_epoch: int = Field(100, ge=1)
     max_seconds: float | None = Field(None, gt=0.0)
     patience: int = Field(5, ge=1)
-    val_horizon: int | None = Field(None, ge=1)
+    val_windows: int = Field(
+        1, ge=1, le=1000,
+        description="Newest windows per series, one horizon apart, that early stopping scores "
+        "(before the holdout). 1 suits many series; a single series (an EPF market) needs "
+        "more for a steady validation loss.",
+    )
     seed: int = 0
     jit_compile: bool = Field(
         True,

@@ -77,9 +77,13 @@ class FitDivergedError(TrainingDivergedError):
 
 
 def split_for_training(
-    df: pd.DataFrame, config: ModelConfig, features: FeatureSpec | None = None
+    df: pd.DataFrame, config: ModelConfig, features: FeatureSpec | None = None,
+    val_windows: int = 1,
 ) -> tuple[TrainData, SeriesTable]:
     """Hold out the last ``horizon`` points per series; early-stop on the newest windows before.
+
+    ``val_windows`` newest windows per series, one horizon apart (:func:`pipelines.
+    series_table.last_windows`), are the validation windows.
 
     Scoring uses the held-out points only, so early stopping never sees them.
 
@@ -90,7 +94,7 @@ def split_for_training(
     train = SeriesTable.from_long(df.groupby(UNIQUE_ID, sort=False).head(-config.horizon),
                                   features)
     spec = config.window_spec()
-    inputs, target = gather_batch(train, last_windows(train, spec), spec)
+    inputs, target = gather_batch(train, last_windows(train, spec, val_windows), spec)
     data = TrainData(train, {k: np.asarray(v) for k, v in inputs.items()}, np.asarray(target))
     return data, full
 
@@ -107,7 +111,7 @@ def _fit_one(df: pd.DataFrame, config: ModelConfig, train: TrainConfig,
              on_epoch: Callable[[EpochLog], None] | None,
              features: FeatureSpec | None) -> TrainResult:
     """Seeded build (optionally warm-started) and fit."""
-    data, _ = split_for_training(df, config, features)
+    data, _ = split_for_training(df, config, features, train.val_windows)
     keras.utils.set_random_seed(train.seed)  # the initial weights follow the seed too
     model = build_model(config, name=name, features=features)
     if init_weights is not None:
@@ -171,7 +175,7 @@ def _assemble(df: pd.DataFrame, ensemble: EnsembleConfig, members: list[Member],
     joined = join_members(models, configs, ensemble.combine, features=features)
     if not joined_cfg.quantiles or ensemble.interval_coverage is None:
         return joined, joined_cfg, None
-    data, _ = split_for_training(df, joined_cfg, features)
+    data, _ = split_for_training(df, joined_cfg, features, members[0].train.val_windows)
     meta = ModelMeta(config=joined_cfg, grid=grid, features=features)
     raw = Forecaster(joined, meta).predict_inputs(data.val_inputs)
     factor = interval_factor(raw, data.val_target, joined_cfg, ensemble.interval_coverage)

@@ -214,12 +214,25 @@ def cut_index(table: SeriesTable, ends: np.ndarray, spec: WindowSpec) -> np.ndar
     return np.stack([ends, np.asarray(ends) - keep], axis=1).astype(np.int64)
 
 
-def last_windows(table: SeriesTable, spec: WindowSpec) -> np.ndarray:
-    """Index of the newest window of each series whose target is the series' last ``H`` points.
+def last_windows(table: SeriesTable, spec: WindowSpec, count: int = 1) -> np.ndarray:
+    """Index of the newest ``count`` windows of each series, one horizon apart.
+
+    The newest window's target is the series' last ``H`` points; each earlier one ends ``H``
+    rows (rounded down to whole strides) before the next. A series with fewer full-history
+    windows gets fewer.
 
     Returns:
-        Shape ``(S', 2)`` for the ``S'`` series long enough for one window.
+        Shape ``(n, 2)``, grouped by series, newest first within a series (``n = S'`` for
+        ``count=1``: the ``S'`` series long enough for one window).
     """
     runs = window_runs(table, spec)
     counts = runs.counts
-    return runs.rows(np.cumsum(counts)[counts > 0] - 1)
+    newest = np.cumsum(counts) - 1
+    if count == 1:
+        return runs.rows(newest[counts > 0])
+    gap = max(1, spec.horizon // spec.stride)
+    positions = newest[:, None] - gap * np.arange(count, dtype=np.int64)[None, :]
+    full_first, n_full = runs.run_offsets[1::2], runs.count[1::2]
+    ok = (n_full[:, None] > 0) & (positions >= full_first[:, None])
+    ok[:, 0] = counts > 0
+    return runs.rows(positions[ok])

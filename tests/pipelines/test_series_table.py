@@ -169,3 +169,13 @@ def test_last_windows_target_the_last_points() -> None:
     last = last_windows(table, spec)
     _, _, target = gather_all(table, last, spec)
     assert target.tolist() == [[8, 9], [206, 207]]  # "b": 3 points < min history 2 + horizon 2
+
+
+def test_last_windows_count_steps_back_a_horizon_while_full_windows_remain() -> None:
+    table = table_of({"a": range(10), "b": range(100, 103), "c": range(200, 208)})
+    spec = WindowSpec(4, 2, fold=2, min_history=2)
+    index = last_windows(table, spec, count=3)
+    _, _, target = gather_all(table, index, spec)
+    # "a": full-history ends 4..8, so 8, 6, 4; "c": ends 4..6, so 6, 4; "b": none
+    assert target.tolist() == [[8, 9], [6, 7], [4, 5], [206, 207], [204, 205]]
+    np.testing.assert_array_equal(last_windows(table, spec, count=1), index[[0, 3]])
