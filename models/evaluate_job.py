@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # MLflow and TensorFlow load only once the data is read
     from mlflow import MlflowClient
 
     from nearcast.models.backtest import Backtest
+    from nearcast.models.forecaster import ModelMeta
     from nearcast.models.registry import VersionRef
     from nearcast.models.settings import MlflowSettings
 
@@ -50,8 +51,14 @@ class ModelNotFoundError(InputError, ValueError):
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-def _version_of(client: MlflowClient, model_uri: str) -> VersionRef | None:
-    """The registered version behind ``models:/name@alias`` or ``models:/name/N``."""
+def version_of(client: MlflowClient, model_uri: str) -> VersionRef | None:
+    """The registered version behind ``models:/name@alias`` or ``models:/name/N``.
+
+    None for a run or logged-model URI.
+
+    Raises:
+        ModelNotFoundError: the alias names no version.
+    """
     from nearcast.models import registry
 
     match = _REGISTERED.match(model_uri)
@@ -63,7 +70,10 @@ def _version_of(client: MlflowClient, model_uri: str) -> VersionRef | None:
             raise ModelNotFoundError(f"{model_uri}: no version of {match['name']!r} has alias "
                                      f"{match['alias']!r}")
         return ref
-    return registry.VersionRef(match["name"], int(match["version"]), "", model_uri)
+    try:
+        return registry.existing_version(client, match["name"], int(match["version"]))
+    except ValueError as exc:
+        raise ModelNotFoundError(f"{model_uri}: {exc}") from None
 
 
 def read_evaluation_data(spec: str) -> EvaluationData:
@@ -75,6 +85,19 @@ def read_evaluation_data(spec: str) -> EvaluationData:
     """
     cfg = data_config_from_spec(spec)
     return EvaluationData(spec, cfg, read_raw(cfg))
+
+
+def on_model_rules(read: EvaluationData, meta: ModelMeta) -> tuple[DataConfig, RawData]:
+    """The data config on the model's rules, and the rows read by it.
+
+    The source is read again only when the model reads covariates the first read did not
+    declare (a plain data file given to a covariate model).
+    """
+    cfg = with_model_rules(read.config, read.spec, meta)
+    if cfg.covariates.keys() - read.config.covariates.keys():
+        return cfg, read_raw(cfg)
+    return cfg, read.raw
+
 
 
 def evaluate_model(
@@ -102,7 +125,7 @@ def evaluate_model(
     """
     read = read_evaluation_data(data) if isinstance(data, str) else data
     client = settings.connect()
-    version = _version_of(client, model_uri)
+    version = version_of(client, model_uri)
     import mlflow
 
     from nearcast.models import tracking
@@ -110,7 +133,7 @@ def evaluate_model(
     from nearcast.models.backtest import backtest
 
     forecaster = load_forecaster(model_uri)
-    loaded = prepare(with_model_rules(read.config, read.spec, forecaster.meta), read.raw)
+    loaded = prepare(*on_model_rules(read, forecaster.meta))
     result = backtest(forecaster, loaded.frame, n_folds, step, horizon, strict)
     run_id = None
     if log:
@@ -141,5 +164,7 @@ __all__ = [
     "EvaluationResult",
     "ModelNotFoundError",
     "evaluate_model",
+    "on_model_rules",
     "read_evaluation_data",
+    "version_of",
 ]

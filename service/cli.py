@@ -212,6 +212,73 @@ def evaluate(
         typer.echo(f"logged run {result.run_id}")
 
 
+@app.command()
+def forecast(
+    out: Annotated[str, typer.Option(
+        help="Where to write: a .parquet file, a folder (part-*.parquet), or a database URL "
+        "(sqlite:///f.db, postgresql+psycopg2://...) with --table."
+    )],
+    data: Annotated[str | None, typer.Option(
+        help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob "
+        "(read with --config's data.columns); default: --config's data section."
+    )] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Model URI; wins over --config. Default models:/<--config's model_name, else "
+        "NEARCAST_MODEL_NAME>@champion."
+    )] = None,
+    config: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Job YAML: forecast with its model (model_name), on "
+        "its data (or on --data read with its column map)."
+    )] = None,
+    table: Annotated[str | None, typer.Option(help="Table, when --out is a database URL.")] = None,
+    horizon: Annotated[int | None, typer.Option(
+        min=1, help="Steps per series; default (and at most) the model's horizon."
+    )] = None,
+    strict: Annotated[bool, typer.Option(
+        help="Fail on the first series the model refuses, instead of reporting and skipping it."
+    )] = False,
+    replace: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
+    append: Annotated[bool, typer.Option(help="Add rows to an existing table.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="'local' (this process) or 'spark' (series grouped onto Spark executors)."
+    )] = "local",
+    master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
+) -> None:
+    """Forecast every series of a source and write them with their provenance.
+
+    Each series goes through the model's own pipeline rules, as in the API. A series the model
+    refuses (a data problem of its own, too short, values <= 0 under log scaling, missing
+    future-known covariates) is reported and skipped; ``--strict`` fails instead. Rows carry
+    ``model``, ``model_name``, ``model_version``, ``run_id`` and ``origin``.
+    """
+    quiet_tensorflow()
+    with reported():
+        from nearcast.models.forecast_job import run_forecast_job
+        from nearcast.service.job_target import evaluation_data, model_uri, read_job
+
+        if engine not in ("local", "spark"):
+            raise typer.BadParameter(f"--engine must be 'local' or 'spark', not {engine!r}")
+        job = read_job(config)
+        read = evaluation_data(data, job, config)  # refused before MLflow loads
+        from nearcast.models.settings import get_mlflow_settings
+
+        settings = get_mlflow_settings()
+        uri = model_uri(model, job, settings)
+        run = None
+        if engine == "spark":
+            from nearcast.service.spark_batch import spark_engine
+
+            run = spark_engine(uri, settings, master)
+        result = run_forecast_job(uri, read, settings, out, table=table, horizon=horizon,
+                                  strict=strict, replace=replace, append=append, engine=run)
+    p = result.provenance
+    version = f" (v{p.version})" if p.version is not None else ""
+    typer.echo(f"{uri}{version} on {read.spec}")
+    typer.echo(result.summary.text())
+    typer.echo(f"wrote {result.summary.rows_written} rows to {result.out} in "
+               f"{result.seconds:.1f} s")
+
+
 for _command in (promote, rollback, retrain, scheduler):
     app.command()(_command)
 

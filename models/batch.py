@@ -1,0 +1,209 @@
+"""Batch forecasts: every series of a source, chunk by chunk, by the API's pipeline rules.
+
+:func:`forecast_chunks` takes long frames that each hold whole series (a source read in chunks
+of series, a Spark group) and yields, per chunk, the forecasts and the series it left out with
+why. A series is left out, never silently dropped, when the model's rules refuse it as they
+refuse an API request: a data problem of its own (validation, bucketing, gaps), too short a
+history, a value <= 0 for a model with log scaling, missing future-known covariates (a
+covariate model reads them from the rows after each series' last observed ``y``, or from
+``future``), or a forecast that is not finite. A problem of the whole source (a missing column)
+raises. ``strict`` raises on the first series left out.
+
+Each output row carries its provenance: ``model`` (URI), ``model_name``, ``model_version``,
+``run_id`` and ``origin`` (the series' last grid timestamp), next to ``unique_id``, ``ds``,
+``forecast`` and the quantile columns (:func:`models.inference.forecast_frame`, the pyfunc's
+path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from nearcast.models.forecaster import Forecaster
+from nearcast.models.inference import forecast_frame, split_future
+from nearcast.pipelines.errors import DataValidationError, InputError, Problem
+from nearcast.pipelines.padding import usable_length
+from nearcast.pipelines.scaling_rules import POSITIVE_RULES
+from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+
+PROVENANCE = ("model", "model_name", "model_version", "run_id", "origin")
+"""Provenance columns of every output row, after ``unique_id`` and ``ds``."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the forecasts come from (written on every row)."""
+
+    model_uri: str
+    name: str = ""
+    version: int | None = None
+    run_id: str = ""
+
+
+@dataclass
+class BatchSummary:
+    """Counts over all chunks.
+
+    Attributes:
+        series_read: series in the source.
+        series_written: series forecast and written.
+        rows_written: forecast rows written.
+        skipped: series left out -> why (the first problem found).
+    """
+
+    series_read: int = 0
+    series_written: int = 0
+    rows_written: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, read: int, frame: pd.DataFrame, skipped: dict[str, str]) -> None:
+        """Count one chunk."""
+        self.series_read += read
+        self.series_written += int(frame[UNIQUE_ID].nunique()) if len(frame) else 0
+        self.rows_written += len(frame)
+        self.skipped |= skipped
+
+    def text(self, shown: int = 10) -> str:
+        """``N series read, W forecast (R rows), S skipped`` and the first skipped ones."""
+        lines = [f"{self.series_read} series read, {self.series_written} forecast "
+                 f"({self.rows_written} rows), {len(self.skipped)} skipped"]
+        lines += [f"skipped {uid}: {why}" for uid, why in list(self.skipped.items())[:shown]]
+        if len(self.skipped) > shown:
+            lines.append(f"skipped ... and {len(self.skipped) - shown} more series")
+        return "\n".join(lines)
+
+
+class SeriesSkippedError(InputError, ValueError):
+    """``strict``: a series was left out (the message names it and why)."""
+
+
+def forecast_chunks(
+    forecaster: Forecaster, chunks: Iterable[pd.DataFrame], provenance: Provenance,
+    horizon: int | None = None, strict: bool = False,
+) -> Iterator[tuple[pd.DataFrame, dict[str, str], int]]:
+    """Forecast each chunk's series; yield ``(forecasts, skipped, series in the chunk)``.
+
+    Args:
+        forecaster: the model.
+        chunks: long frames ``(unique_id, ds, y[, covariates])``, each holding whole series.
+        provenance: written on every row.
+        horizon: steps per series (default: the model's).
+        strict: raise :class:`SeriesSkippedError` instead of leaving a series out.
+
+    Raises:
+        DataValidationError: a problem of the whole source, not of one series.
+        SeriesSkippedError: ``strict`` and a series left out.
+    """
+    steps = forecaster.config.horizon if horizon is None else horizon
+    for chunk in chunks:
+        frame, skipped = forecast_chunk(forecaster, chunk, provenance, steps)
+        if strict and skipped:
+            uid, why = next(iter(skipped.items()))
+            raise SeriesSkippedError(f"series {uid!r}: {why} (--strict; {len(skipped)} series "
+                                     "left out in this chunk)")
+        yield frame, skipped, int(chunk[UNIQUE_ID].nunique())
+
+
+def forecast_chunk(forecaster: Forecaster, chunk: pd.DataFrame, provenance: Provenance,
+                   horizon: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Forecast one chunk of whole series; returns the rows and the series left out."""
+    skipped: dict[str, str] = {}
+    work = chunk.copy()
+    work[UNIQUE_ID] = work[UNIQUE_ID].astype(str)
+    for _ in range(work[UNIQUE_ID].nunique() + 1):  # each round leaves out >= 1 series
+        if work.empty:
+            return _empty(forecaster), skipped
+        try:
+            out = _forecast_clean(forecaster, work, horizon)
+        except DataValidationError as exc:
+            bad = _series_problems(exc)
+            skipped |= bad
+            work = work[~work[UNIQUE_ID].isin(bad)]
+            continue
+        return _with_provenance(out, provenance, forecaster.config.freq), skipped
+    raise RuntimeError("batch forecast: series kept failing")  # unreachable: see the loop bound
+
+
+def _forecast_clean(forecaster: Forecaster, work: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Forecast ``work`` if the model takes every series of it.
+
+    Raises:
+        DataValidationError: naming the series the pipeline or the model refuses (the caller
+            leaves them out and tries again).
+    """
+    history = split_future(work)[0] if forecaster.meta.covariate_model else work
+    prepared = forecaster.regularize(history).frame
+    refused = _refused(forecaster, prepared)
+    if refused:
+        raise DataValidationError(Problem(kind, uid, [], why)
+                                  for uid, (kind, why) in refused.items())
+    out = forecast_frame(forecaster, work, horizon).frame
+    values = out.drop(columns=[UNIQUE_ID, DS]).to_numpy(np.float64)
+    finite = pd.Series(np.isfinite(values).all(axis=1)).groupby(out[UNIQUE_ID].to_numpy()).all()
+    if not finite.all():
+        raise DataValidationError(Problem(
+            "not_finite", str(uid), [], "the forecast is not finite: the input is outside what "
+            "the model can represent (values too large for its float32 arithmetic)")
+            for uid in finite.index[~finite.to_numpy()])
+    return out
+
+
+def _refused(forecaster: Forecaster, prepared: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Series the model cannot forecast -> ``(kind, why)``.
+
+    Too short a history, or a value <= 0 under log scaling.
+    """
+    spec = forecaster.config.window_spec()
+    groups = prepared.groupby(UNIQUE_ID, sort=True)[Y]
+    out = {}
+    for uid, n in groups.size().items():
+        if usable_length(int(n), spec) < spec.shortest_history:
+            out[str(uid)] = ("too_short", f"{int(n)} points on the model's grid; the model "
+                             f"needs at least {spec.shortest_history} (in multiples of "
+                             f"{spec.fold})")
+    if forecaster.config.scaling in POSITIVE_RULES:
+        low = groups.min()
+        for uid, value in low[low <= 0].items():
+            out.setdefault(str(uid), ("not_positive", f"a value <= 0 ({float(value):g}); the "
+                                      "model uses log scaling and needs values > 0"))
+    return out
+
+
+def _series_problems(exc: DataValidationError) -> dict[str, str]:
+    """The series each problem names -> its first message.
+
+    Raises:
+        DataValidationError: ``exc`` itself when a problem names no series (the whole source).
+    """
+    bad: dict[str, str] = {}
+    for problem in exc.problems:
+        if problem.unique_id is None:
+            raise exc
+        bad.setdefault(str(problem.unique_id), f"[{problem.kind}] {problem.message}")
+    return bad
+
+
+def _with_provenance(out: pd.DataFrame, provenance: Provenance, freq: str) -> pd.DataFrame:
+    """``out`` with the provenance columns; ``origin``: one step before each series' first."""
+    first = out.groupby(UNIQUE_ID, sort=False)[DS].transform("min")
+    cols: dict[str, object] = {"model": provenance.model_uri, "model_name": provenance.name,
+            "model_version": provenance.version if provenance.version is not None else -1,
+            "run_id": provenance.run_id, "origin": first - to_offset(freq)}
+    front = out[[UNIQUE_ID, DS]].assign(**cols)  # type: ignore[arg-type]
+    return pd.concat([front, out.drop(columns=[UNIQUE_ID, DS])], axis=1)
+
+
+def _empty(forecaster: Forecaster) -> pd.DataFrame:
+    names = ["forecast" if n == "point" else n for n in forecaster.config.output_names]
+    if "forecast" not in names:
+        names.insert(0, "forecast")
+    return pd.DataFrame(columns=[UNIQUE_ID, DS, *PROVENANCE, *names])
+
+
+__all__ = ["PROVENANCE", "BatchSummary", "Provenance", "SeriesSkippedError", "forecast_chunk",
+           "forecast_chunks"]

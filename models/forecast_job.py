@@ -1,0 +1,99 @@
+"""``nearcast forecast``: every series of a source forecast by a stored model, written out.
+
+The data is read and the output checked first, then MLflow and the model load (so a missing
+file or an existing output is reported within a second or two). Series go through the model in
+chunks of whole series (:func:`pipelines.series_chunks.series_chunks`) by the API's rules
+(:mod:`models.batch`); each chunk is written as it is done, so memory follows the chunk, not
+the number of series. The output is complete or, on a failure, not there (see
+:mod:`pipelines.sinks`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from nearcast.models.batch import BatchSummary, Provenance, forecast_chunks
+from nearcast.models.evaluate_job import EvaluationData, on_model_rules, version_of
+from nearcast.pipelines.series_chunks import series_chunks
+from nearcast.pipelines.sinks import Sink, open_sink
+
+if TYPE_CHECKING:
+    from nearcast.models.forecaster import Forecaster
+    from nearcast.models.settings import MlflowSettings
+
+CHUNK_SERIES = 2000
+"""Series per chunk: large enough for batched model calls, small enough to stream."""
+
+
+@dataclass(frozen=True)
+class ForecastJobResult:
+    """What ``nearcast forecast`` wrote."""
+
+    model_uri: str
+    provenance: Provenance
+    out: str
+    summary: BatchSummary
+    seconds: float
+
+
+Engine = Callable[["Forecaster", Iterable[pd.DataFrame], Provenance, int | None, bool],
+                  Iterator[tuple[pd.DataFrame, dict[str, str], int]]]
+"""Runs the chunks through the model: :func:`models.batch.forecast_chunks` in this process;
+the Spark engine (:mod:`service.spark_batch`) on executors."""
+
+
+def run_forecast_job(
+    model_uri: str, read: EvaluationData, settings: MlflowSettings, out: str, *,
+    table: str | None = None, horizon: int | None = None, strict: bool = False,
+    replace: bool = False, append: bool = False, chunk_series: int = CHUNK_SERIES,
+    engine: Engine | None = None,
+) -> ForecastJobResult:
+    """Forecast every series of ``read`` with ``model_uri`` and write them to ``out``.
+
+    Raises:
+        InputError: the model, the data or the output cannot be used (naming which), a problem
+            of the whole source, or (``strict``) a series left out.
+    """
+    sink = open_sink(out, table, replace=replace, append=append)
+    try:
+        result = _run(model_uri, read, settings, sink, horizon, strict, chunk_series, engine)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.commit()
+    return result
+
+
+def _run(model_uri: str, read: EvaluationData, settings: MlflowSettings, sink: Sink,
+         horizon: int | None, strict: bool, chunk_series: int, engine: Engine | None
+         ) -> ForecastJobResult:
+    from nearcast.models.artifact import load_forecaster
+
+    started = time.perf_counter()
+    client = settings.connect()
+    ref = version_of(client, model_uri)
+    forecaster = load_forecaster(model_uri)
+    if horizon is not None:
+        from nearcast.models.inference import check_horizon
+
+        check_horizon(forecaster, horizon)
+    _, raw = on_model_rules(read, forecaster.meta)
+    provenance = Provenance(model_uri, ref.name if ref else "", ref.version if ref else None,
+                            ref.run_id if ref else "")
+    summary = BatchSummary()
+    run = engine or forecast_chunks
+    chunks = series_chunks(raw.frame, chunk_series)
+    for frame, skipped, read_n in run(forecaster, chunks, provenance, horizon, strict):
+        if len(frame):
+            sink.write(frame)
+        summary.add(read_n, frame, skipped)
+    return ForecastJobResult(model_uri, provenance, sink.where, summary,
+                             time.perf_counter() - started)
+
+
+__all__ = ["CHUNK_SERIES", "Engine", "ForecastJobResult", "run_forecast_job"]
