@@ -4,9 +4,6 @@ covariate input is a 422 naming the series and the covariate; the listing shows 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,20 +154,22 @@ def test_the_listing_shows_the_covariates_and_their_roles(server: LiveServer) ->
     assert info["calendar"]["features"] == ["hour", "weekday", "holiday"]
 
 
-def _evaluate(settings: MlflowSettings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``nearcast evaluate`` on the champion, in its own process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
-    env |= {"NEARCAST_HOME": str(settings.home), "NEARCAST_EXPERIMENT": settings.experiment,
-            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "nearcast", "evaluate", "--model",
-                           f"models:/{NAME}@champion", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+@pytest.fixture
+def cli_home(trained: tuple[MlflowSettings, Trained]) -> Iterator[dict[str, str]]:
+    """The in-process CLI on the covariate model's store; MLflow's global URIs restored."""
+    uri = mlflow.get_tracking_uri()
+    get_mlflow_settings.cache_clear()
+    yield {"NEARCAST_HOME": str(trained[0].home), "NEARCAST_EXPERIMENT": "tests"}
+    get_mlflow_settings.cache_clear()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 def test_evaluate_backtests_daily_origins_with_the_drivers_from_a_mapped_file(
-    trained: tuple[MlflowSettings, Trained], frame: pd.DataFrame, tmp_path: Path
+    trained: tuple[MlflowSettings, Trained], frame: pd.DataFrame, tmp_path: Path,
+    cli_home: dict[str, str]
 ) -> None:
-    settings, done = trained
+    done = trained[1]
     # The file names its columns otherwise; the job file maps them (as for the EPF files).
     renamed = {"unique_id": "market", "ds": "when", "y": "price", "x": " driver",
                "p": "observed", "region": "area"}
@@ -182,26 +181,18 @@ def test_evaluate_backtests_daily_origins_with_the_drivers_from_a_mapped_file(
         "  covariates:\n    x: {column: ' driver', role: future}\n"
         "    p: {column: observed, role: past}\n"
         "    region: {column: area, role: static, kind: categorical}\n")
-    out = _evaluate(settings, tmp_path, "--data", str(job), "--folds", "10", "--step", "24",
-                    "--horizon", "24")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "all 10 folds x 24 points (step 24, 3 series scored, 0 skipped)" in out.stdout
+    runner, model = CliRunner(), ["evaluate", "--model", f"models:/{NAME}@champion"]
+    out = runner.invoke(app, [*model, "--data", str(job), "--folds", "10", "--step", "24",
+                              "--horizon", "24"], env=cli_home)
+    assert out.exit_code == 0, out.output
+    assert "all 10 folds x 24 points (step 24, 3 series scored, 0 skipped)" in out.output
     fc = done.model.forecaster
     expected = backtest(fc, fc.regularize(frame).frame, n_folds=10, step=24).aggregate
-    row = next(line for line in out.stdout.splitlines() if line.startswith("model "))
+    row = next(line for line in out.output.splitlines() if line.startswith("model "))
     assert row.split()[1:3] == [f"{expected['model']['smape']:.3f}",
                                 f"{expected['model']['mase']:.3f}"]
     # A job file may name the columns but not change a covariate's role.
     job.write_text(job.read_text().replace("role: future", "role: past"))
-    uri = mlflow.get_tracking_uri()
-    get_mlflow_settings.cache_clear()
-    try:
-        bad = CliRunner().invoke(app, ["evaluate", "--model", f"models:/{NAME}@champion",
-                                       "--data", str(job), "--folds", "2"],
-                                 env={"NEARCAST_HOME": str(settings.home)})
-    finally:
-        get_mlflow_settings.cache_clear()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    bad = runner.invoke(app, [*model, "--data", str(job), "--folds", "2"], env=cli_home)
     assert bad.exit_code == 2, bad.output
     assert "covariate 'x' role 'past' differs from the model's 'future'" in bad.output
