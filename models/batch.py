@@ -11,8 +11,8 @@ raises. ``strict`` raises on the first series left out.
 
 Each output row carries its provenance: ``model`` (URI), ``model_name``, ``model_version``,
 ``run_id`` and ``origin`` (the series' last grid timestamp), next to ``unique_id``, ``ds``,
-``forecast`` and the quantile columns (:func:`models.inference.forecast_frame`, the pyfunc's
-path).
+``forecast`` and the quantile columns (:func:`models.inference.forecast_regular`, the pyfunc's
+path after the grid rule).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from nearcast.models.forecaster import Forecaster
-from nearcast.models.inference import forecast_frame, split_future
+from nearcast.models.inference import forecast_regular, output_columns, split_future
 from nearcast.pipelines.errors import DataValidationError, InputError, Problem
 from nearcast.pipelines.padding import usable_length
 from nearcast.pipelines.scaling_rules import POSITIVE_RULES
@@ -136,13 +136,13 @@ def _forecast_clean(forecaster: Forecaster, work: pd.DataFrame, horizon: int) ->
         DataValidationError: naming the series the pipeline or the model refuses (the caller
             leaves them out and tries again).
     """
-    history = split_future(work)[0] if forecaster.meta.covariate_model else work
-    prepared = forecaster.regularize(history).frame
-    refused = _refused(forecaster, prepared)
+    history, future = split_future(work) if forecaster.meta.covariate_model else (work, None)
+    prepared = forecaster.regularize(history)
+    refused = _refused(forecaster, prepared.frame)
     if refused:
         raise DataValidationError(Problem(kind, uid, [], why)
                                   for uid, (kind, why) in refused.items())
-    out = forecast_frame(forecaster, work, horizon).frame
+    out = forecast_regular(forecaster, prepared, horizon, future).frame
     values = out.drop(columns=[UNIQUE_ID, DS]).to_numpy(np.float64)
     finite = pd.Series(np.isfinite(values).all(axis=1)).groupby(out[UNIQUE_ID].to_numpy()).all()
     if not finite.all():
@@ -199,10 +199,7 @@ def _with_provenance(out: pd.DataFrame, provenance: Provenance, freq: str) -> pd
 
 
 def _empty(forecaster: Forecaster) -> pd.DataFrame:
-    names = ["forecast" if n == "point" else n for n in forecaster.config.output_names]
-    if "forecast" not in names:
-        names.insert(0, "forecast")
-    return pd.DataFrame(columns=[UNIQUE_ID, DS, *PROVENANCE, *names])
+    return pd.DataFrame(columns=[UNIQUE_ID, DS, *PROVENANCE, *output_columns(forecaster)])
 
 
 __all__ = ["PROVENANCE", "BatchSummary", "Provenance", "SeriesSkippedError", "forecast_chunk",

@@ -70,26 +70,48 @@ def forecast_frame(forecaster: Forecaster, df: pd.DataFrame, horizon: int,
         DataValidationError: naming the series whose covariates do not fit the model.
     """
     check_horizon(forecaster, horizon)
-    features = forecaster.meta.features if forecaster.meta.covariate_model else None
-    if features is not None and future is None:
+    if forecaster.meta.covariate_model and future is None:
         df, future = split_future(df)
-    prepared = forecaster.regularize(df)
-    frame = prepared.frame
-    groups = list(frame.groupby(UNIQUE_ID, sort=True))
+    return forecast_regular(forecaster, forecaster.regularize(df), horizon, future)
+
+
+def forecast_regular(forecaster: Forecaster, prepared: Regularized, horizon: int,
+                     future: pd.DataFrame | None = None) -> FrameForecast:
+    """:func:`forecast_frame` of a frame already put on the model's grid (``prepared``).
+
+    ``future`` holds a covariate model's future-known values (see :func:`forecast_frame`).
+
+    Raises:
+        DataValidationError: naming the series whose covariates do not fit the model.
+    """
+    check_horizon(forecaster, horizon)
+    features = forecaster.meta.features if forecaster.meta.covariate_model else None
+    groups = list(prepared.frame.groupby(UNIQUE_ID, sort=True))
     histories = [g[Y].to_numpy(np.float32) for _, g in groups]
     covariates = None if features is None else _covariates(forecaster, features, groups, future)
     result = forecaster.forecast(histories, covariates).values[:, :horizon, :]
-    names = ["forecast" if n == "point" else n for n in forecaster.config.output_names]
+    names = output_columns(forecaster)
+    own = names[len(names) - result.shape[2]:]  # without a "forecast" added in front
     parts = []
     for (uid, g), values in zip(groups, result, strict=True):
-        part = pd.DataFrame(values, columns=names)
-        if "forecast" not in part:
+        part = pd.DataFrame(values, columns=own)
+        if len(own) < len(names):
             part.insert(0, "forecast", values[:, forecaster.config.point_index])
         part.insert(0, DS, forecaster.future_index(g[DS].iloc[-1], horizon))
         part.insert(0, UNIQUE_ID, str(uid))
         parts.append(part)
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[UNIQUE_ID, DS])
     return FrameForecast(frame=out, prepared=prepared)
+
+
+def output_columns(forecaster: Forecaster) -> list[str]:
+    """The value columns of a forecast frame: ``forecast`` (the point), then the quantiles.
+
+    A model without a ``point`` output (quantiles only) gets ``forecast`` from its point
+    quantile, in front.
+    """
+    names = ["forecast" if n == "point" else n for n in forecaster.config.output_names]
+    return names if "forecast" in names else ["forecast", *names]
 
 
 def _covariates(forecaster: Forecaster, features: FeatureSpec,
@@ -136,4 +158,5 @@ def _on_steps(rows: pd.DataFrame, steps: pd.DatetimeIndex, skip: set[str]
             for n in rows.columns if n not in skip}
 
 
-__all__ = ["FrameForecast", "check_horizon", "forecast_frame", "split_future"]
+__all__ = ["FrameForecast", "check_horizon", "forecast_frame", "forecast_regular",
+           "output_columns", "split_future"]

@@ -146,8 +146,7 @@ def gather_windows(values: np.ndarray, index: np.ndarray, spec: WindowSpec) -> N
     return _histories(values, index, spec), target.astype(np.float32, copy=False)
 
 
-def _histories(values: np.ndarray, index: np.ndarray, spec: WindowSpec
-                     ) -> dict[str, np.ndarray]:
+def _histories(values: np.ndarray, index: np.ndarray, spec: WindowSpec) -> dict[str, np.ndarray]:
     """The ``history`` and ``mask`` inputs of :func:`gather_windows`, without the target."""
     values, index = np.asarray(values), np.asarray(index, dtype=np.int64)
     end, start = index[:, :1], index[:, 1:]
@@ -228,8 +227,6 @@ def last_windows(table: SeriesTable, spec: WindowSpec, count: int = 1) -> np.nda
     runs = window_runs(table, spec)
     counts = runs.counts
     newest = np.cumsum(counts) - 1
-    if count == 1:
-        return runs.rows(newest[counts > 0])
     gap = max(1, spec.horizon // spec.stride)
     positions = newest[:, None] - gap * np.arange(count, dtype=np.int64)[None, :]
     full_first, n_full = runs.run_offsets[1::2], runs.count[1::2]

@@ -16,6 +16,17 @@ app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, serv
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 
+DataOption = Annotated[str | None, typer.Option(
+    help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob "
+    "(read with --config's data.columns); default: --config's data section."
+)]
+ModelOption = Annotated[str | None, typer.Option(
+    help="Model URI; wins over --config. Default models:/<--config's model_name, else "
+    "NEARCAST_MODEL_NAME>@champion."
+)]
+"""``--data`` and ``--model`` of the commands that act on a stored model and a source."""
+
+
 @app.callback()
 def _options(
     verbose: Annotated[bool, typer.Option(
@@ -162,14 +173,8 @@ def _settings_problem(exc: Exception) -> str:
 
 @app.command()
 def evaluate(
-    data: Annotated[str | None, typer.Option(
-        help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob "
-        "(read with --config's data.columns); default: --config's data section."
-    )] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Model URI; wins over --config. Default models:/<--config's model_name, else "
-        "NEARCAST_MODEL_NAME>@champion."
-    )] = None,
+    data: DataOption = None,
+    model: ModelOption = None,
     config: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, help="Job YAML: evaluate its model (model_name) on its data "
         "(or on --data read with its column map)."
@@ -218,14 +223,8 @@ def forecast(
         help="Where to write: a .parquet file, a folder (part-*.parquet), or a database URL "
         "(sqlite:///f.db, postgresql+psycopg2://...) with --table."
     )],
-    data: Annotated[str | None, typer.Option(
-        help="'m4_hourly', a data (or job) YAML file, or a long CSV/Parquet file, folder or glob "
-        "(read with --config's data.columns); default: --config's data section."
-    )] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Model URI; wins over --config. Default models:/<--config's model_name, else "
-        "NEARCAST_MODEL_NAME>@champion."
-    )] = None,
+    data: DataOption = None,
+    model: ModelOption = None,
     config: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, help="Job YAML: forecast with its model (model_name), on "
         "its data (or on --data read with its column map)."

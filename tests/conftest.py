@@ -13,11 +13,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import pandas as pd
 import pytest
 import uvicorn
@@ -26,7 +28,7 @@ from nearcast.models import registry
 from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.estimator import Nearcast
 from nearcast.models.jobconfig import JobConfig
-from nearcast.models.settings import MlflowSettings
+from nearcast.models.settings import MlflowSettings, get_mlflow_settings
 from nearcast.models.train import Trained, train
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.grid import GridRule
@@ -120,6 +122,27 @@ def stop_server(live: LiveServer) -> None:
     """Ask the server to exit and wait for its thread."""
     live.server.should_exit = True
     live.thread.join(15)
+
+
+@contextmanager
+def in_process_cli(settings: MlflowSettings) -> Iterator[dict[str, str]]:
+    """Environment for ``CliRunner`` on ``settings``' store; MLflow's global URIs restored."""
+    uri = mlflow.get_tracking_uri()
+    get_mlflow_settings.cache_clear()
+    try:
+        yield {"NEARCAST_HOME": str(settings.home), "NEARCAST_EXPERIMENT": settings.experiment,
+               "NEARCAST_MODEL_NAME": settings.model_name}
+    finally:
+        get_mlflow_settings.cache_clear()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
+@pytest.fixture
+def champion_cli_env(champion: Champion) -> Iterator[dict[str, str]]:
+    """:func:`in_process_cli` on the session champion's store."""
+    with in_process_cli(champion.settings) as env:
+        yield env
 
 
 @pytest.fixture

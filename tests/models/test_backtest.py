@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,6 @@ from typer.testing import CliRunner
 
 from conftest import DATA, Champion
 from nearcast.models.backtest import backtest
-from nearcast.models.settings import get_mlflow_settings
 from nearcast.pipelines.errors import DataValidationError
 from nearcast.service.cli import app
 
@@ -124,23 +121,11 @@ def test_a_short_series_is_skipped_and_the_others_scored_as_alone(
     assert tiny.skipped == {"S1": "60 points, no history left before the first of 3 folds"}
 
 
-@pytest.fixture
-def cli_env(champion: Champion) -> Iterator[dict[str, str]]:
-    """Environment pointing the CLI at the champion's store; global MLflow state restored."""
-    uri = mlflow.get_tracking_uri()
-    get_mlflow_settings.cache_clear()
-    yield {"NEARCAST_HOME": str(champion.settings.home), "NEARCAST_EXPERIMENT": "tests",
-           "NEARCAST_MODEL_NAME": champion.settings.model_name}
-    get_mlflow_settings.cache_clear()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-
-
 def test_evaluate_cli_prints_and_logs_backtest(
-    champion: Champion, tiny_df: pd.DataFrame, cli_env: dict[str, str]
+    champion: Champion, tiny_df: pd.DataFrame, champion_cli_env: dict[str, str]
 ) -> None:
     args = ["evaluate", "--data", str(DATA / "m4_tiny_long.csv"), "--folds", "2", "--log"]
-    out = CliRunner().invoke(app, args, env=cli_env)
+    out = CliRunner().invoke(app, args, env=champion_cli_env)
     assert out.exit_code == 0, out.output
     expected = backtest(champion.job.forecaster, tiny_df, n_folds=2)
     model = expected.aggregate["model"]
@@ -170,12 +155,12 @@ def test_evaluate_cli_prints_and_logs_backtest(
 
 
 def test_evaluate_cli_skips_a_short_series_and_strict_fails(
-    champion: Champion, tiny_df: pd.DataFrame, cli_env: dict[str, str], tmp_path: Path
+    champion: Champion, tiny_df: pd.DataFrame, champion_cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     data = tmp_path / "mixed.csv"
     _with_short_series(tiny_df).to_csv(data, index=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
-    env |= cli_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    env |= champion_cli_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
                       "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-m", "nearcast", "evaluate", "--data", str(data),
                           "--folds", "3"], cwd=tmp_path, env=env, capture_output=True,
@@ -187,20 +172,20 @@ def test_evaluate_cli_skips_a_short_series_and_strict_fails(
     row = next(line for line in out.stdout.splitlines() if line.startswith("model "))
     assert row.split()[1:3] == [f"{model['smape']:.3f}", f"{model['mase']:.3f}"]
     strict = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--folds", "3",
-                                      "--strict"], env=cli_env)
+                                      "--strict"], env=champion_cli_env)
     assert strict.exit_code == 2
     assert "error: data problem [too_short] series 'S1': 100 points" in strict.output
 
 
-def test_evaluate_cli_names_bad_inputs(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_evaluate_cli_names_bad_inputs(champion_cli_env: dict[str, str], tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["evaluate", "--data", "m4_hourly", "--model",
-                              "models:/tiny@nope"], env=cli_env)
+                              "models:/tiny@nope"], env=champion_cli_env)
     assert out.exit_code == 2 and "no version of 'tiny' has alias 'nope'" in out.output
     missing = tmp_path / "missing.csv"
-    out = runner.invoke(app, ["evaluate", "--data", str(missing)], env=cli_env)
+    out = runner.invoke(app, ["evaluate", "--data", str(missing)], env=champion_cli_env)
     assert out.exit_code == 2 and "missing.csv" in out.output
     job = tmp_path / "job.yaml"
     job.write_text(f"data:\n  source: files\n  path: {DATA / 'm4_tiny_long.csv'}\n  freq: D\n")
-    out = runner.invoke(app, ["evaluate", "--data", str(job)], env=cli_env)
+    out = runner.invoke(app, ["evaluate", "--data", str(job)], env=champion_cli_env)
     assert out.exit_code == 2 and "data freq 'D' differs from the model's 'h'" in out.output

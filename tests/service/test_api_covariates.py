@@ -16,13 +16,13 @@ from covariate_data import COVARIATES, driven_frame
 from svc_helpers import AUTH, post
 from typer.testing import CliRunner
 
-from conftest import LiveServer, make_settings, start_server, stop_server
+from conftest import LiveServer, in_process_cli, make_settings, start_server, stop_server
 from nearcast.models import registry
 from nearcast.models.backtest import backtest
 from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.estimator import Nearcast
 from nearcast.models.jobconfig import JobConfig
-from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.models.settings import MlflowSettings
 from nearcast.models.train import Trained, train
 from nearcast.pipelines.calendar import CalendarRule
 from nearcast.pipelines.dataset import DataConfig
@@ -156,13 +156,9 @@ def test_the_listing_shows_the_covariates_and_their_roles(server: LiveServer) ->
 
 @pytest.fixture
 def cli_home(trained: tuple[MlflowSettings, Trained]) -> Iterator[dict[str, str]]:
-    """The in-process CLI on the covariate model's store; MLflow's global URIs restored."""
-    uri = mlflow.get_tracking_uri()
-    get_mlflow_settings.cache_clear()
-    yield {"NEARCAST_HOME": str(trained[0].home), "NEARCAST_EXPERIMENT": "tests"}
-    get_mlflow_settings.cache_clear()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    """The in-process CLI on the covariate model's store."""
+    with in_process_cli(trained[0]) as env:
+        yield env
 
 
 def test_evaluate_backtests_daily_origins_with_the_drivers_from_a_mapped_file(

@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from conftest import DATA, Champion, LiveServer, start_server, stop_server
-from nearcast.models.settings import get_mlflow_settings
 from nearcast.service.app import create_app
 from nearcast.service.cli import app
 from nearcast.service.settings import ApiSettings
@@ -35,18 +33,6 @@ def _source(tmp_path: Path) -> Path:
     path = tmp_path / "source.csv"
     pd.concat([df, short, broken]).to_csv(path, index=False)
     return path
-
-
-@pytest.fixture
-def cli_env(champion: Champion) -> Iterator[dict[str, str]]:
-    """In-process CLI on the champion's store; MLflow's global URIs restored afterwards."""
-    uri = mlflow.get_tracking_uri()
-    get_mlflow_settings.cache_clear()
-    yield {"NEARCAST_HOME": str(champion.settings.home), "NEARCAST_EXPERIMENT": "tests",
-           "NEARCAST_MODEL_NAME": champion.settings.model_name}
-    get_mlflow_settings.cache_clear()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
 
 
 @pytest.fixture(scope="module")
@@ -104,21 +90,21 @@ def test_forecast_writes_parquet_equal_to_the_api_and_reports_the_bad_series(
 
 
 def test_forecast_writes_a_sqlite_table_refuses_to_overwrite_and_strict_fails(
-    champion: Champion, cli_env: dict[str, str], tmp_path: Path
+    champion: Champion, champion_cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     source = _source(tmp_path)
     db = tmp_path / "out.db"
     args = ["forecast", "--data", str(source), "--out", f"sqlite:///{db}", "--table", "fc"]
     runner = CliRunner()
-    first = runner.invoke(app, args, env=cli_env)
+    first = runner.invoke(app, args, env=champion_cli_env)
     assert first.exit_code == 0, first.output
     with sqlite3.connect(db) as conn:
         rows = pd.read_sql("SELECT unique_id, forecast FROM fc", conn)
     assert len(rows) == 8 * 24 and rows["unique_id"].nunique() == 8
     # the same output again: refused, the table untouched
-    again = runner.invoke(app, args, env=cli_env)
+    again = runner.invoke(app, args, env=champion_cli_env)
     assert again.exit_code == 2 and "the table exists; give --append" in again.output
-    appended = runner.invoke(app, [*args, "--append"], env=cli_env)
+    appended = runner.invoke(app, [*args, "--append"], env=champion_cli_env)
     assert appended.exit_code == 0, appended.output
     with sqlite3.connect(db) as conn:
         both = pd.read_sql("SELECT unique_id, forecast FROM fc", conn)
@@ -127,14 +113,14 @@ def test_forecast_writes_a_sqlite_table_refuses_to_overwrite_and_strict_fails(
     # --strict: the first bad series fails the job and nothing is written
     out = tmp_path / "strict.parquet"
     strict = runner.invoke(app, ["forecast", "--data", str(source), "--out", str(out),
-                                 "--strict"], env=cli_env)
+                                 "--strict"], env=champion_cli_env)
     assert strict.exit_code == 2, strict.output
     assert "series 'SHORT'" in strict.output or "series 'BROKEN'" in strict.output
     assert not out.exists() and not list(tmp_path.glob(".strict.parquet.*"))
 
 
 def test_the_spark_engine_writes_what_the_one_process_job_writes(
-    champion: Champion, cli_env: dict[str, str], tmp_path: Path
+    champion: Champion, champion_cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java found (Spark's local mode needs Java 17): the Spark engine is "
@@ -142,11 +128,11 @@ def test_the_spark_engine_writes_what_the_one_process_job_writes(
     source = _source(tmp_path)
     runner = CliRunner()
     local = runner.invoke(app, ["forecast", "--data", str(source), "--out",
-                                str(tmp_path / "local.parquet")], env=cli_env)
+                                str(tmp_path / "local.parquet")], env=champion_cli_env)
     assert local.exit_code == 0, local.output
     spark = runner.invoke(app, ["forecast", "--data", str(source), "--out",
                                 str(tmp_path / "spark"), "--engine", "spark",
-                                "--master", "local[2]"], env=cli_env)
+                                "--master", "local[2]"], env=champion_cli_env)
     assert spark.exit_code == 0, spark.output
     assert "10 series read, 8 forecast (192 rows), 2 skipped" in spark.output
     assert "skipped SHORT: [too_short] 30 points" in spark.output
