@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import pandas as pd
 
+from nearcast.models import distributed
 from nearcast.models.architectures import build_model
 from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.ensemble import ensemble_config, interval_factor, join_members
@@ -110,13 +112,25 @@ def _fit_one(df: pd.DataFrame, config: ModelConfig, train: TrainConfig,
              init_weights: list[np.ndarray] | None, name: str | None,
              on_epoch: Callable[[EpochLog], None] | None,
              features: FeatureSpec | None) -> TrainResult:
-    """Seeded build (optionally warm-started) and fit."""
-    data, _ = split_for_training(df, config, features, train.val_windows)
-    keras.utils.set_random_seed(train.seed)  # the initial weights follow the seed too
-    model = build_model(config, name=name, features=features)
-    if init_weights is not None:
-        model.set_weights(init_weights)  # ValueError names the shape mismatch
-    return fit(model, config, train, data, on_epoch)
+    """Seeded build (optionally warm-started) and fit.
+
+    Under :func:`models.distributed.data_parallel` the network trains on this worker's shard of
+    the series, built in the strategy's scope; the result holds a plain copy of it.
+    """
+    dp = distributed.current()
+    data, _ = split_for_training(df if dp is None else dp.cluster.shard(df), config, features,
+                                 train.val_windows)
+    with nullcontext() if dp is None else dp.strategy.scope():
+        keras.utils.set_random_seed(train.seed)  # the initial weights follow the seed too
+        model = build_model(config, name=name, features=features)
+        if init_weights is not None:
+            model.set_weights(init_weights)  # ValueError names the shape mismatch
+    result = fit(model, config, train, data, on_epoch)
+    if dp is not None:  # serve a model without the strategy's variables
+        keras.utils.set_random_seed(train.seed)
+        result.model = build_model(config, name=name, features=features)
+        result.model.set_weights(model.get_weights())
+    return result
 
 
 def fit_forecaster(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from nearcast.models.distributed import Cluster, data_parallel, weights_digest
 from nearcast.models.estimator import Nearcast
 from nearcast.models.evaluation import Evaluation
 from nearcast.models.fitting import FitDivergedError, Member
@@ -103,4 +104,47 @@ def train(
     return Trained(model, logged)
 
 
-__all__ = ["Trained", "train"]
+@dataclass(frozen=True)
+class WorkerTrained:
+    """One worker's part of a data-parallel fit.
+
+    Attributes:
+        trained: the chief's run and version (None on the other workers).
+        weights: :func:`models.distributed.weights_digest` of the trained model, the same on
+            every worker (the chief tags its run ``nearcast.weights_digest`` with it).
+    """
+
+    trained: Trained | None
+    weights: str
+
+
+def train_on_cluster(
+    model: Nearcast, settings: MlflowSettings, data: pd.DataFrame | LoadedData | None,
+    cluster: Cluster, *, register: bool = True, strict: bool = False,
+) -> WorkerTrained:
+    """:func:`train` as one worker of ``cluster`` (``nearcast train --distributed``).
+
+    Every worker fits on its shard of the series (:mod:`models.distributed`); the chief also
+    records the run (tags ``nearcast.workers``, ``nearcast.weights_digest``) and registers.
+    The other workers write nothing to MLflow.
+
+    Raises:
+        WorkerLostError: another worker stopped; on the chief the run is FAILED and nothing is
+            registered.
+        ClusterConfigError: the batch size is not a multiple of the workers, or there are
+            fewer series than workers.
+    """
+    cluster.local_batch(model.job.train.batch_size)
+    with data_parallel(cluster):
+        if not cluster.is_chief:
+            model.fit(data, strict=strict)
+            return WorkerTrained(None, weights_digest(model.forecaster.model.get_weights()))
+        trained = train(model, settings, data, register=register, strict=strict,
+                        tags={"nearcast.workers": str(cluster.count)})
+    digest = weights_digest(trained.forecaster.model.get_weights())
+    MlflowClient(settings.resolved_tracking_uri()).set_tag(trained.run_id,
+                                                          "nearcast.weights_digest", digest)
+    return WorkerTrained(trained, digest)
+
+
+__all__ = ["Trained", "WorkerTrained", "train", "train_on_cluster"]

@@ -1,7 +1,10 @@
 """Train a forecaster on windows with a custom step: clipping, budget, early stopping.
 
-The step is one ``tf.function`` (forward, loss, gradient, global norm, update) so it can later
-run under a ``tf.distribute`` strategy unchanged.
+The step is one ``tf.function`` (forward, loss, gradient, global norm, update). Under
+:func:`models.distributed.data_parallel` the same loop runs on every worker of a cluster: each
+worker feeds ``batch_size / N`` windows of its own series, the step sums the gradients across
+workers before clipping them, and the epoch's validation loss and time budget are agreed on by
+all workers, so they take the same steps and stop together.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from nearcast.models import distributed
 from nearcast.models.config import ModelConfig, TrainConfig
 from nearcast.models.epoch_listeners import current_listeners
 from nearcast.models.losses import LossFn, make_loss
@@ -90,13 +95,32 @@ class TrainData:
     val_target: np.ndarray
 
 
-def _optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+def _optimizer(cfg: TrainConfig, pre_reduced: bool = False) -> keras.optimizers.Optimizer:
+    """Adam on the decay schedule.
+
+    ``pre_reduced``: for gradients the step has summed and clipped across workers already.
+    """
     schedule = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=cfg.steps_per_epoch, decay_rate=cfg.lr_decay, staircase=True
     )
+    if pre_reduced:
+        return _PreReducedAdam(learning_rate=schedule, name="adam")
     return keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=cfg.clipnorm)
 
 
+class _PreReducedAdam(keras.optimizers.Adam):
+    """Adam that applies the gradients it is given on each worker as they are.
+
+    Keras sums gradients across workers inside ``apply_gradients`` and clips them before that
+    sum, by each worker's own norm. The data-parallel step instead sums them first and clips by
+    the global norm (as one process would), so the second sum is skipped here.
+    """
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):  # type: ignore[no-untyped-def]
+        return list(grads_and_vars)
+
+
+T = TypeVar("T")
 StepFn = Callable[[dict[str, tf.Tensor], tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
@@ -114,6 +138,39 @@ def _train_step(
     return step  # type: ignore[no-any-return]
 
 
+def _data_parallel_step(
+    model: keras.Model, loss_fn: LossFn, opt: keras.optimizers.Optimizer,
+    dp: distributed.DataParallel, clipnorm: float | None
+) -> StepFn:
+    """The step on every worker of a data-parallel fit.
+
+    Local gradients of ``loss / N``, summed over the workers (the mean over the global batch),
+    clipped by their global norm, applied. Returns the global batch's loss and the gradients'
+    global norm, the same on every worker.
+    """
+    strategy, n = dp.strategy, float(dp.cluster.count)
+
+    def replica_step(inputs: dict[str, tf.Tensor], target: tf.Tensor
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(target, model(inputs, training=True)) / n
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        norm = tf.linalg.global_norm(grads)
+        if clipnorm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, clipnorm, use_norm=norm)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss, norm
+
+    @tf.function  # type: ignore[untyped-decorator]
+    def step(inputs: dict[str, tf.Tensor], target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, norm = strategy.run(replica_step, args=(inputs, target))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None))
+
+    return step  # type: ignore[no-any-return]
+
+
 def _val_loss_fn(model: keras.Model, loss_fn: LossFn) -> Callable[[TrainData, int], float]:
     @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
     def batch_loss(inputs: dict[str, tf.Tensor], target: tf.Tensor) -> tf.Tensor:
@@ -125,6 +182,9 @@ def _val_loss_fn(model: keras.Model, loss_fn: LossFn) -> Callable[[TrainData, in
             inputs = {k: v[i : i + batch] for k, v in data.val_inputs.items()}
             target = data.val_target[i : i + batch]
             total += float(batch_loss(inputs, target)) * len(target)
+        dp = distributed.current()
+        if dp is not None:  # the mean over every worker's validation windows
+            total, n = (float(v) for v in _collective(dp.all_sum, [total, float(n)]))
         return total / max(n, 1)
 
     return val_loss
@@ -145,19 +205,29 @@ def fit(
     :mod:`models.epoch_listeners` (the CLI's progress display), or is printed when none is set.
     """
     keras.utils.set_random_seed(cfg.seed)
-    loss_fn, opt = make_loss(config, cfg.loss), _optimizer(cfg)
-    step, val_loss = _train_step(model, loss_fn, opt, cfg.jit_compile), _val_loss_fn(model, loss_fn)
-    batches = iter(balanced_stream(data.table, config.window_spec(), cfg.batch_size,
-                                   cfg.steps_per_epoch, cfg.seed))
+    loss_fn, dp = make_loss(config, cfg.loss), distributed.current()
+    if dp is None:
+        opt = _optimizer(cfg)
+        step = _train_step(model, loss_fn, opt, cfg.jit_compile)
+        batch, stream_seed = cfg.batch_size, cfg.seed
+    else:  # the model was built in the strategy's scope (models.fitting)
+        with dp.strategy.scope():
+            opt = _optimizer(cfg, pre_reduced=True)
+        step = _data_parallel_step(model, loss_fn, opt, dp, cfg.clipnorm)
+        batch, stream_seed = dp.cluster.local_batch(cfg.batch_size), cfg.seed + dp.cluster.rank
+    val_loss = _val_loss_fn(model, loss_fn)
+    batches = iter(balanced_stream(data.table, config.window_spec(), batch,
+                                   cfg.steps_per_epoch, stream_seed))
     result, t0 = TrainResult(model=model), time.monotonic()
     best_weights, stale = model.get_weights(), 0
     for epoch in range(1, cfg.epochs + 1):
         losses, norms, e0 = [], [], time.monotonic()
         for _ in range(cfg.steps_per_epoch):
-            loss, norm = step(*next(batches))
+            loss, norm = _collective(step, *next(batches)) if dp else step(*next(batches))
             losses.append(float(loss))
             norms.append(float(norm))
-            if not math.isfinite(losses[-1]) or _out_of_time(cfg, t0):
+            # Workers agree on the time budget at the epoch's end only (_stop_reason).
+            if not math.isfinite(losses[-1]) or (dp is None and _out_of_time(cfg, t0)):
                 break
         if not all(math.isfinite(v) for v in losses):
             result.stop_reason = "diverged"
@@ -193,9 +263,28 @@ def _out_of_time(cfg: TrainConfig, t0: float) -> bool:
 def _stop_reason(cfg: TrainConfig, t0: float, stale: int) -> str:
     if stale >= cfg.patience:
         return "early_stopping"
-    if _out_of_time(cfg, t0):
-        return "time_budget"
-    return ""
+    dp = distributed.current()
+    late = _out_of_time(cfg, t0)
+    if dp is not None and cfg.max_seconds is not None:  # any worker out of time stops all
+        late = bool(_collective(dp.all_sum, [float(late)])[0] > 0)
+    return "time_budget" if late else ""
+
+
+def _collective(fn: Callable[..., T], *args: object) -> T:
+    """Run a step that talks to the other workers.
+
+    Raises:
+        WorkerLostError: another worker stopped or did not answer.
+    """
+    try:
+        return fn(*args)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError,
+            tf.errors.UnknownError) as exc:
+        first = next((line for line in str(exc.message).splitlines() if line.strip()), "")
+        raise distributed.WorkerLostError(
+            f"another training worker stopped or did not answer: {first.strip()[:300]}"
+        ) from None
 
 
 __all__ = ["EpochLog", "TrainData", "TrainResult", "TrainingDivergedError", "fit"]
