@@ -5,7 +5,9 @@ The forecaster is never refitted: fold ``k`` cuts every series at its cutoff (th
 ``step`` rows before the next), forecasts from the history up to that cutoff and scores the next
 ``h`` points. The windows of many folds are cut from one table of the whole frame and forecast
 in one batch; each fold is scored by :func:`models.evaluation.score_forecasts`, the scoring path
-of the training holdout, so a one-fold backtest equals the holdout.
+of the training holdout, so a one-fold backtest equals the holdout. Where the model runs over
+the folds is pluggable (:data:`FoldOutputs`: here, or per bucket of whole series on Spark
+executors); the series left out, the cutoffs and the scores are computed here either way.
 
 A covariate model reads the same table's covariates: future-known ones over each fold's
 horizon (they are known in advance), past ones and the target only up to the cutoff, static
@@ -20,6 +22,7 @@ exactly as a backtest on them alone would score them. ``strict=True`` raises ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,9 +127,53 @@ class BacktestError(InputError, ValueError):
     """The backtest's arguments do not fit the model (e.g. a horizon beyond the model's)."""
 
 
+@dataclass(frozen=True)
+class Folds:
+    """Where a backtest's folds lie in every series.
+
+    Attributes:
+        horizon: points scored per series and fold (``h``).
+        step: rows between consecutive cutoffs.
+        count: number of folds; the last one ends at each series' end.
+    """
+
+    horizon: int
+    step: int
+    count: int
+
+    @property
+    def span(self) -> int:
+        """Rows from the first cutoff to each series' end."""
+        return self.horizon + (self.count - 1) * self.step
+
+    def ends(self, table: SeriesTable) -> list[np.ndarray]:
+        """Per fold (oldest first), each series' history end (global positions in ``table``)."""
+        first = table.offsets[1:] - self.span
+        return [first + k * self.step for k in range(self.count)]
+
+
+FoldOutputs = Callable[[Forecaster, SeriesTable, pd.DataFrame, Folds], np.ndarray]
+"""Computes the model's outputs ``(folds, S, H, Q)`` for every fold of every series of a table
+(made from the frame's rows): :func:`fold_outputs` in this process, the Spark engine
+(:mod:`service.spark_evaluate`) on executors."""
+
+
+@dataclass(frozen=True)
+class BacktestEngine:
+    """Where a backtest's model outputs are computed.
+
+    Attributes:
+        name: ``local`` or ``spark`` (tagged ``nearcast.engine`` on a logged run).
+        outputs: the :data:`FoldOutputs` function.
+    """
+
+    name: str
+    outputs: FoldOutputs
+
+
 def backtest(
     forecaster: Forecaster, df: pd.DataFrame, n_folds: int, step: int | None = None,
-    horizon: int | None = None, strict: bool = False,
+    horizon: int | None = None, strict: bool = False, outputs: FoldOutputs | None = None,
 ) -> Backtest:
     """Score ``forecaster`` and the baselines on ``n_folds`` rolling-origin folds of ``df``.
 
@@ -137,6 +184,8 @@ def backtest(
         step: rows between consecutive cutoffs; defaults to ``horizon`` (adjacent test windows).
         horizon: points scored per fold; defaults to the model's horizon (and may not exceed it).
         strict: raise on a series too short for the folds instead of leaving it out.
+        outputs: where the model runs over the folds (default :func:`fold_outputs` here); the
+            series left out, the cutoffs and the scores are this function's either way.
 
     Returns:
         Per-fold and aggregate scores, and the series left out.
@@ -146,6 +195,23 @@ def backtest(
         DataValidationError: naming the series too short for the folds (their length and
             history before the first cutoff) when ``strict`` or when no series is long enough.
     """
+    folds = check_folds(forecaster, n_folds, step, horizon)
+    df, skipped = _long_enough(df, forecaster, folds, strict)
+    table = series_table(forecaster, df)
+    result = (outputs or _in_process)(forecaster, table, df, folds)
+    stamps = list(pd.DatetimeIndex(df.sort_values([UNIQUE_ID, DS], kind="stable")[DS]))
+    return score_folds(forecaster, table, stamps, folds, result, skipped)
+
+
+def check_folds(forecaster: Forecaster, n_folds: int, step: int | None = None,
+                horizon: int | None = None) -> Folds:
+    """The folds of :func:`backtest`'s arguments.
+
+    ``step`` defaults to the horizon, the horizon to the model's.
+
+    Raises:
+        BacktestError: on a horizon outside ``1..model horizon``, or folds or step under 1.
+    """
     h = forecaster.config.horizon if horizon is None else horizon
     if not 1 <= h <= forecaster.config.horizon:
         raise BacktestError(f"horizon {h} is outside 1..{forecaster.config.horizon} "
@@ -153,30 +219,15 @@ def backtest(
     step = h if step is None else step
     if n_folds < 1 or step < 1:
         raise BacktestError(f"folds and step must be >= 1, got {n_folds} and {step}")
-    df, skipped = _long_enough(df, forecaster, h, n_folds, step, strict)
-    table, stamps = _table(forecaster, df)
-    scored = h + (n_folds - 1) * step  # rows from the first cutoff to each series' end
-    first_ends = table.offsets[1:] - scored
-    per_batch = max(1, _BATCH_WINDOWS // len(table.ids))
-    cutoffs: list[dict[str, pd.Timestamp]] = []
-    evaluations: list[Evaluation] = []
-    for lo in range(0, n_folds, per_batch):
-        ends = [first_ends + k * step for k in range(lo, min(lo + per_batch, n_folds))]
-        result = _forecast_at(forecaster, table, ends)
-        for j, end in enumerate(ends):
-            cutoffs.append({str(uid): stamps[e - 1] for uid, e in zip(table.ids, end,
-                                                                     strict=True)})
-            evaluations.append(_score_fold(forecaster, table, end, h,
-                                           result[j * len(end):(j + 1) * len(end)]))
-    return Backtest(h, step, cutoffs, evaluations, aggregate_scores(evaluations), skipped)
+    return Folds(h, step, n_folds)
 
 
 _BATCH_WINDOWS = 4096
 """Windows (series x folds) forecast in one call: bounds the memory of a long backtest."""
 
 
-def _table(forecaster: Forecaster, df: pd.DataFrame) -> tuple[SeriesTable, list[pd.Timestamp]]:
-    """The frame as one table (with the model's covariate inputs) and each row's timestamp.
+def series_table(forecaster: Forecaster, df: pd.DataFrame) -> SeriesTable:
+    """The frame as one table, with the model's covariate inputs.
 
     Raises:
         DataValidationError: a covariate model's column missing from the frame or a static
@@ -190,11 +241,49 @@ def _table(forecaster: Forecaster, df: pd.DataFrame) -> tuple[SeriesTable, list[
                 "covariates", None, [], f"the model reads covariates {missing}, which the data "
                 "does not have; declare them in the data: section of the job file")])
     try:
-        table = SeriesTable.from_long(df, features)
+        return SeriesTable.from_long(df, features)
     except ValueError as exc:  # a static value the model cannot read
         raise DataValidationError([Problem("covariates", None, [], str(exc))]) from None
-    frame = df.sort_values([UNIQUE_ID, DS], kind="stable")
-    return table, list(pd.DatetimeIndex(frame[DS]))
+
+
+def fold_outputs(forecaster: Forecaster, table: SeriesTable, folds: Folds) -> np.ndarray:
+    """The model's outputs ``(folds, S, H, Q)`` at every fold of every series of ``table``.
+
+    Up to :data:`_BATCH_WINDOWS` windows go through the model in one call. A series' outputs
+    depend only on its own rows, so a table of some of the series gives theirs.
+    """
+    ends = folds.ends(table)
+    per_batch = max(1, _BATCH_WINDOWS // len(table.ids))
+    out = np.concatenate([_forecast_at(forecaster, table, ends[lo:lo + per_batch])
+                          for lo in range(0, folds.count, per_batch)])
+    return out.reshape(folds.count, len(table.ids), *out.shape[1:])
+
+
+def _in_process(forecaster: Forecaster, table: SeriesTable, df: pd.DataFrame, folds: Folds
+                ) -> np.ndarray:
+    """:func:`fold_outputs` as a :data:`FoldOutputs` (the frame is already in ``table``)."""
+    return fold_outputs(forecaster, table, folds)
+
+
+def score_folds(forecaster: Forecaster, table: SeriesTable, stamps: list[pd.Timestamp],
+                folds: Folds, outputs: np.ndarray, skipped: dict[str, str]) -> Backtest:
+    """Score every fold of ``table`` from the model's ``outputs`` ``(folds, S, H, Q)``.
+
+    Args:
+        forecaster: the model (its season, point and quantile positions).
+        table: the series scored.
+        stamps: the timestamp of each of the table's rows.
+        folds: where the folds lie.
+        outputs: :func:`fold_outputs` of ``table``, wherever it was computed.
+        skipped: series left out -> why (kept in the result).
+    """
+    cutoffs: list[dict[str, pd.Timestamp]] = []
+    evaluations: list[Evaluation] = []
+    for end, result in zip(folds.ends(table), outputs, strict=True):
+        cutoffs.append({str(uid): stamps[e - 1] for uid, e in zip(table.ids, end, strict=True)})
+        evaluations.append(_score_fold(forecaster, table, end, folds.horizon, result))
+    return Backtest(folds.horizon, folds.step, cutoffs, evaluations,
+                    aggregate_scores(evaluations), skipped)
 
 
 def _forecast_at(forecaster: Forecaster, table: SeriesTable, ends: list[np.ndarray]
@@ -215,7 +304,7 @@ def _score_fold(forecaster: Forecaster, table: SeriesTable, ends: np.ndarray, h:
 
 
 def _long_enough(
-    df: pd.DataFrame, forecaster: Forecaster, h: int, n_folds: int, step: int, strict: bool
+    df: pd.DataFrame, forecaster: Forecaster, folds: Folds, strict: bool
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Leave out the series whose history before the first cutoff is under the model's minimum.
 
@@ -224,7 +313,7 @@ def _long_enough(
         why.
     """
     spec = forecaster.config.window_spec()
-    scored = h + (n_folds - 1) * step  # points from the first cutoff to the series' end
+    scored, n_folds = folds.span, folds.count  # points from the first cutoff to the end
     lengths = df.groupby(UNIQUE_ID, sort=True)[DS].size()
     history = lengths - scored
     usable = history.map(lambda n: usable_length(n, spec) if n > 0 else 0)
@@ -276,4 +365,6 @@ def aggregate_scores(folds: list[Evaluation]) -> dict[str, dict[str, float]]:
     return out
 
 
-__all__ = ["Backtest", "BacktestError", "aggregate_scores", "backtest"]
+__all__ = ["Backtest", "BacktestEngine", "BacktestError", "FoldOutputs", "Folds",
+           "aggregate_scores", "backtest", "check_folds", "fold_outputs", "score_folds",
+           "series_table"]

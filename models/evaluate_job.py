@@ -18,7 +18,7 @@ from nearcast.pipelines.errors import InputError
 if TYPE_CHECKING:  # MLflow and TensorFlow load only once the data is read
     from mlflow import MlflowClient
 
-    from nearcast.models.backtest import Backtest
+    from nearcast.models.backtest import Backtest, BacktestEngine
     from nearcast.models.forecaster import ModelMeta
     from nearcast.models.registry import VersionRef
     from nearcast.models.settings import MlflowSettings
@@ -103,7 +103,7 @@ def on_model_rules(read: EvaluationData, meta: ModelMeta) -> tuple[DataConfig, R
 def evaluate_model(
     model_uri: str, data: str | EvaluationData, settings: MlflowSettings, n_folds: int,
     step: int | None = None, horizon: int | None = None, log: bool = False,
-    strict: bool = False,
+    strict: bool = False, engine: BacktestEngine | None = None,
 ) -> EvaluationResult:
     """Backtest a stored model on data read by its own pipeline rules; optionally log a run.
 
@@ -118,6 +118,8 @@ def evaluate_model(
         horizon: points per fold (default and maximum: the model's horizon).
         log: record a ``backtest`` run in the configured experiment.
         strict: fail on a series too short for the folds instead of leaving it out.
+        engine: where the model runs over the folds (default: this process); the scores are
+            the same either way, and a logged run is tagged ``nearcast.engine``.
 
     Raises:
         InputError: the data, its file, table or database, or the model cannot be used (the
@@ -134,10 +136,12 @@ def evaluate_model(
 
     forecaster = load_forecaster(model_uri)
     loaded = prepare(*on_model_rules(read, forecaster.meta))
-    result = backtest(forecaster, loaded.frame, n_folds, step, horizon, strict)
+    result = backtest(forecaster, loaded.frame, n_folds, step, horizon, strict,
+                      engine.outputs if engine else None)
     run_id = None
     if log:
-        tags = tracking.run_tags(loaded.source, kind="backtest") | {"nearcast.model_uri": model_uri}
+        tags = tracking.run_tags(loaded.source, kind="backtest") | {
+            "nearcast.model_uri": model_uri, "nearcast.engine": engine.name if engine else "local"}
         if version is not None:
             tags |= {"nearcast.model_name": version.name,
                      "nearcast.model_version": str(version.version)}

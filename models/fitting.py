@@ -144,7 +144,9 @@ def fit_forecaster(
     (median or mean), whose quantile intervals are widened on validation windows to
     ``ensemble.interval_coverage``. ``init_weights`` (a warm start) apply to a single model.
     ``covariates`` (the data's declarations) and the config's calendar and embedding make a
-    covariate model; its feature spec is fitted on ``df`` and stored in the model.
+    covariate model; its feature spec is fitted on ``df`` and stored in the model. Under
+    :func:`models.distributed.data_parallel` each network trains on this worker's shard of
+    ``df``; the holdout is scored on all of ``df``.
 
     Raises:
         FitDivergedError: a loss went NaN/inf (nothing is returned).

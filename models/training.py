@@ -108,7 +108,7 @@ def _optimizer(cfg: TrainConfig, pre_reduced: bool = False) -> keras.optimizers.
     return keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=cfg.clipnorm)
 
 
-class _PreReducedAdam(keras.optimizers.Adam):
+class _PreReducedAdam(keras.optimizers.Adam):  # type: ignore[misc]
     """Adam that applies the gradients it is given on each worker as they are.
 
     Keras sums gradients across workers inside ``apply_gradients`` and clips them before that
@@ -184,7 +184,8 @@ def _val_loss_fn(model: keras.Model, loss_fn: LossFn) -> Callable[[TrainData, in
             total += float(batch_loss(inputs, target)) * len(target)
         dp = distributed.current()
         if dp is not None:  # the mean over every worker's validation windows
-            total, n = (float(v) for v in _collective(dp.all_sum, [total, float(n)]))
+            total, count = (float(v) for v in _collective(dp.all_sum, [total, float(n)]))
+            return total / max(count, 1.0)
         return total / max(n, 1)
 
     return val_loss

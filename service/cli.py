@@ -63,6 +63,10 @@ def train(
     strict: Annotated[bool, typer.Option(
         help="Fail on a series too short to train on, instead of leaving it out."
     )] = False,
+    distributed: Annotated[bool, typer.Option(
+        help="Train as one worker of the cluster in TF_CONFIG (data-parallel, each worker on "
+        "its shard of the series; only the chief logs and registers)."
+    )] = False,
 ) -> None:
     """Train a forecaster from a YAML job file, log it to MLflow and register it.
 
@@ -76,9 +80,19 @@ def train(
         from nearcast.models.jobconfig import JobConfig
         from nearcast.pipelines.dataset import load_dataset
 
+        cluster = None
+        if distributed:
+            from nearcast.models.distributed import Cluster
+
+            cluster = Cluster.from_env()
         job = JobConfig.from_yaml(config)
         data = load_dataset(job.data)
-        _, skipped = job.usable_for_training(data.frame, strict)  # said before TensorFlow loads
+        usable, skipped = job.usable_for_training(data.frame, strict)  # before TensorFlow loads
+        if cluster is not None:
+            from nearcast.pipelines.schema import UNIQUE_ID
+
+            cluster.local_batch(job.train.batch_size)
+            cluster.check_series(usable[UNIQUE_ID].nunique())
         for uid, n in list(skipped.items())[:10]:
             typer.echo(f"skipped series {uid}: {n} points, training needs at least "
                        f"{job.min_series_length()}")
@@ -86,21 +100,36 @@ def train(
             typer.echo(f"skipped ... and {len(skipped) - 10} more series")
         for line in data.prepared.summary_lines(skipped):
             typer.echo(line)
+        from nearcast.models.distributed import WorkerLostError
         from nearcast.models.estimator import Nearcast
         from nearcast.models.load_check import LoadCheckError
         from nearcast.models.settings import get_mlflow_settings
         from nearcast.models.train import train as train_model
+        from nearcast.models.train import train_on_cluster
         from nearcast.models.training import TrainingDivergedError
 
         settings = get_mlflow_settings()
         if job.model_name:
             settings = settings.model_copy(update={"model_name": job.model_name})
         try:
-            result = train_model(Nearcast.from_job(job), settings, data, register=register,
-                                 strict=strict)
-        except (TrainingDivergedError, LoadCheckError) as exc:
-            # Diverged: the run is FAILED, nothing registered. Load check failed: the version
-            # is registered without any alias and tagged with the reason.
+            if cluster is None:
+                result = train_model(Nearcast.from_job(job), settings, data, register=register,
+                                     strict=strict)
+            else:
+                typer.echo(f"worker {cluster.rank} of {cluster.count} "
+                           f"({'chief' if cluster.is_chief else 'worker'}): waiting for the "
+                           "cluster")
+                part = train_on_cluster(Nearcast.from_job(job), settings, data, cluster,
+                                        register=register, strict=strict)
+                typer.echo(f"worker {cluster.rank} of {cluster.count}: weights {part.weights}")
+                if part.trained is None:
+                    typer.echo(f"worker {cluster.rank} of {cluster.count}: trained on its "
+                               "shard; the chief (worker 0) records the run")
+                    return
+                result = part.trained
+        except (TrainingDivergedError, LoadCheckError, WorkerLostError) as exc:
+            # Diverged or a worker lost: the run is FAILED, nothing registered. Load check
+            # failed: the version is registered without any alias and tagged with the reason.
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     for method, s in result.evaluation.scores.items():
@@ -190,6 +219,11 @@ def evaluate(
     strict: Annotated[bool, typer.Option(
         help="Fail on a series too short for the folds, instead of leaving it out."
     )] = False,
+    engine: Annotated[str, typer.Option(
+        help="'local' (this process) or 'spark' (each series' folds forecast on a Spark "
+        "executor; the same scores)."
+    )] = "local",
+    master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
 ) -> None:
     """Backtest a stored model on rolling-origin folds, next to the naive baselines.
 
@@ -203,13 +237,21 @@ def evaluate(
         from nearcast.models.evaluate_job import evaluate_model
         from nearcast.service.job_target import evaluation_data, model_uri, read_job
 
+        if engine not in ("local", "spark"):
+            raise typer.BadParameter(f"--engine must be 'local' or 'spark', not {engine!r}")
         job = read_job(config)
         read = evaluation_data(data, job, config)  # refused before MLflow loads
         from nearcast.models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
         uri = model_uri(model, job, settings)
-        result = evaluate_model(uri, read, settings, folds, step, horizon, log, strict)
+        on = None
+        if engine == "spark":
+            from nearcast.service.spark_evaluate import spark_backtest
+
+            on = spark_backtest(uri, settings, master)
+        result = evaluate_model(uri, read, settings, folds, step, horizon, log, strict,
+                                engine=on)
     version = f" (v{result.version.version})" if result.version else ""
     typer.echo(f"{uri}{version} on {result.source}")
     typer.echo(result.backtest.summary())

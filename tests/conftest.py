@@ -50,6 +50,12 @@ def tiny_df() -> pd.DataFrame:
     return df
 
 
+def with_short_series(df: pd.DataFrame, n: int = 100) -> pd.DataFrame:
+    """``df`` plus series ``S1``: H1's first ``n`` points (too short for many folds)."""
+    h1 = df[df["unique_id"] == "H1"].sort_values("ds").head(n)
+    return pd.concat([df, h1.assign(unique_id="S1")], ignore_index=True)
+
+
 def make_settings(root: Path, name: str = "tiny") -> MlflowSettings:
     """An embedded MLflow store inside ``root``."""
     return MlflowSettings(home=root / ".nearcast", model_name=name, experiment="tests")

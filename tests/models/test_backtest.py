@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import DATA, Champion
+from conftest import DATA, Champion, with_short_series
 from nearcast.models.backtest import backtest
 from nearcast.pipelines.errors import DataValidationError
 from nearcast.service.cli import app
@@ -87,18 +87,12 @@ def test_short_first_fold_is_padded_or_named(champion: Champion, tiny_df: pd.Dat
         backtest(forecaster, tiny_df, n_folds=1, horizon=25)
 
 
-def _with_short_series(tiny_df: pd.DataFrame, n: int = 100) -> pd.DataFrame:
-    """``tiny_df`` plus series ``S1``: its first ``n`` points (a copy of H1's)."""
-    h1 = tiny_df[tiny_df["unique_id"] == "H1"].sort_values("ds").head(n)
-    return pd.concat([tiny_df, h1.assign(unique_id="S1")], ignore_index=True)
-
-
 def test_a_short_series_is_skipped_and_the_others_scored_as_alone(
     champion: Champion, tiny_df: pd.DataFrame
 ) -> None:
     forecaster = champion.job.forecaster
     # 3 folds of 24 need 72 points after the first cutoff and 48 of history before it: 120.
-    mixed = backtest(forecaster, _with_short_series(tiny_df), n_folds=3)
+    mixed = backtest(forecaster, with_short_series(tiny_df), n_folds=3)
     alone = backtest(forecaster, tiny_df, n_folds=3)
     assert list(mixed.skipped) == ["S1"] and (mixed.n_scored, alone.n_scored) == (8, 8)
     assert mixed.skipped["S1"] == (
@@ -115,9 +109,9 @@ def test_a_short_series_is_skipped_and_the_others_scored_as_alone(
     # strict: the short series fails the backtest, named.
     with pytest.raises(DataValidationError, match=r"series 'S1': 100 points.*or leave out "
                                                   r"--strict"):
-        backtest(forecaster, _with_short_series(tiny_df), n_folds=3, strict=True)
+        backtest(forecaster, with_short_series(tiny_df), n_folds=3, strict=True)
     # Shorter than the folds themselves: no history at all before the first cutoff.
-    tiny = backtest(forecaster, _with_short_series(tiny_df, 60), n_folds=3)
+    tiny = backtest(forecaster, with_short_series(tiny_df, 60), n_folds=3)
     assert tiny.skipped == {"S1": "60 points, no history left before the first of 3 folds"}
 
 
@@ -158,7 +152,7 @@ def test_evaluate_cli_skips_a_short_series_and_strict_fails(
     champion: Champion, tiny_df: pd.DataFrame, champion_cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     data = tmp_path / "mixed.csv"
-    _with_short_series(tiny_df).to_csv(data, index=False)
+    with_short_series(tiny_df).to_csv(data, index=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEARCAST_", "MLFLOW_"))}
     env |= champion_cli_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
                       "TF_CPP_MIN_LOG_LEVEL": "3"}
