@@ -27,7 +27,7 @@ PUBLISHED = [
     {"method": "Naive2", "smape": 18.383, "mase": 2.395},
     {"method": "ES-RNN (M4 winner)", "smape": 9.328, "mase": 0.893},
 ]
-TITLES = {"pipeline": "Pipeline: windowing", "serve": "Serving"}
+TITLES = {"pipeline": "Pipeline: windowing", "serve": "Serving", "scale": "Scale: batch forecasts"}
 SKIP_KEYS = {"benchmark", "quick"}
 
 

@@ -66,6 +66,7 @@ BENCHES = (
     Bench("ensemble", "ensemble_latency", 600, 240),
     Bench("load", "load_bench", 900, 300),
     Bench("epf", "epf_bench", 2400, 600),
+    Bench("scale", "scale_bench", 1800, 600),
 )
 
 

@@ -13,6 +13,10 @@ Each output row carries its provenance: ``model`` (URI), ``model_name``, ``model
 ``run_id`` and ``origin`` (the series' last grid timestamp), next to ``unique_id``, ``ds``,
 ``forecast`` and the quantile columns (:func:`models.inference.forecast_regular`, the pyfunc's
 path after the grid rule).
+
+A chunk already on the model's grid (:func:`pipelines.on_grid.on_grid`) takes a fast path: no
+pandas pipeline (it would change nothing), one gather of the windows and one model call; the
+same rows, the same series left out with the same messages.
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from nearcast.models.forecaster import Forecaster
-from nearcast.models.inference import forecast_regular, output_columns, split_future
+from nearcast.models.inference import (
+    check_horizon,
+    forecast_regular,
+    forecast_rows,
+    output_columns,
+    split_future,
+)
 from nearcast.pipelines.errors import DataValidationError, InputError, Problem
+from nearcast.pipelines.on_grid import GridSeries, on_grid
 from nearcast.pipelines.padding import usable_length
 from nearcast.pipelines.scaling_rules import POSITIVE_RULES
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
+from nearcast.pipelines.series_table import cut_index, gather_inputs
 
 PROVENANCE = ("model", "model_name", "model_version", "run_id", "origin")
 """Provenance columns of every output row, after ``unique_id`` and ``ds``."""
@@ -101,20 +113,42 @@ def forecast_chunks(
     """
     steps = forecaster.config.horizon if horizon is None else horizon
     for chunk in chunks:
-        frame, skipped = forecast_chunk(forecaster, chunk, provenance, steps)
+        frame, skipped, n_series = _forecast_counted(forecaster, chunk, provenance, steps)
         if strict and skipped:
             uid, why = next(iter(skipped.items()))
             raise SeriesSkippedError(f"series {uid!r}: {why} (--strict; {len(skipped)} series "
                                      "left out in this chunk)")
-        yield frame, skipped, int(chunk[UNIQUE_ID].nunique())
+        yield frame, skipped, n_series
 
 
 def forecast_chunk(forecaster: Forecaster, chunk: pd.DataFrame, provenance: Provenance,
                    horizon: int) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Forecast one chunk of whole series; returns the rows and the series left out."""
-    skipped: dict[str, str] = {}
+    """Forecast one chunk of whole series; returns the rows and the series left out.
+
+    A chunk already on the model's grid (:func:`pipelines.on_grid.on_grid`: the common case
+    of a clean source) skips the pandas pipeline, which would leave it as it is; any other
+    chunk, and any chunk of a covariate model, is regularised first.
+    """
+    frame, skipped, _ = _forecast_counted(forecaster, chunk, provenance, horizon)
+    return frame, skipped
+
+
+def _forecast_counted(forecaster: Forecaster, chunk: pd.DataFrame, provenance: Provenance,
+                      horizon: int) -> tuple[pd.DataFrame, dict[str, str], int]:
+    """:func:`forecast_chunk`, and the number of series in the chunk."""
+    grid = None if forecaster.meta.covariate_model else on_grid(chunk, forecaster.meta.grid)
+    if grid is not None:
+        return (*_forecast_on_grid(forecaster, grid, provenance, horizon), len(grid.ids))
     work = chunk.copy()
     work[UNIQUE_ID] = work[UNIQUE_ID].astype(str)
+    n_series = int(work[UNIQUE_ID].nunique())
+    return (*_forecast_regularized(forecaster, work, provenance, horizon), n_series)
+
+
+def _forecast_regularized(forecaster: Forecaster, work: pd.DataFrame, provenance: Provenance,
+                          horizon: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`forecast_chunk` through the pipeline; ``work``'s ids are strings."""
+    skipped: dict[str, str] = {}
     for _ in range(work[UNIQUE_ID].nunique() + 1):  # each round leaves out >= 1 series
         if work.empty:
             return _empty(forecaster), skipped
@@ -127,6 +161,38 @@ def forecast_chunk(forecaster: Forecaster, chunk: pd.DataFrame, provenance: Prov
             continue
         return _with_provenance(out, provenance, forecaster.config.freq), skipped
     raise RuntimeError("batch forecast: series kept failing")  # unreachable: see the loop bound
+
+
+def _forecast_on_grid(forecaster: Forecaster, grid: GridSeries, provenance: Provenance,
+                      horizon: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`forecast_chunk` of series already on the grid: one gather, one model call.
+
+    The same rows, in the same order (series sorted by id), and the same series left out for
+    the same reasons as the pipeline's path.
+    """
+    check_horizon(forecaster, horizon)
+    spec = forecaster.config.window_spec()
+    order = np.argsort(grid.ids.to_numpy(), kind="stable")  # the pipeline's order: by id
+    lows = (np.minimum.reduceat(grid.values, grid.offsets[:-1])
+            if forecaster.config.scaling in POSITIVE_RULES else None)
+    refused = _refusals(forecaster, grid.ids[order], grid.lengths[order],
+                        None if lows is None else lows[order])
+    skipped = {uid: f"[{kind}] {why}" for uid, (kind, why) in refused.items()}
+    if refused:
+        order = order[~grid.ids[order].isin(list(refused))]
+    if not len(order):
+        return _empty(forecaster), skipped
+    table = grid.table()
+    index = cut_index(table, table.offsets[1:], spec)[order]
+    values = forecaster.predict_inputs(gather_inputs(table, index, spec))[:, :horizon, :]
+    finite = np.isfinite(values).all(axis=(1, 2))
+    skipped |= {str(uid): f"[not_finite] {_NOT_FINITE}" for uid in grid.ids[order[~finite]]}
+    order, values = order[finite], values[finite]
+    if not len(order):
+        return _empty(forecaster), skipped
+    last = pd.DatetimeIndex(grid.last[order].view("M8[ns]")).tz_localize("UTC")
+    out = forecast_rows(forecaster, grid.ids[order], last, values)
+    return _with_provenance(out, provenance, forecaster.config.freq), skipped
 
 
 def _forecast_clean(forecaster: Forecaster, work: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -146,31 +212,42 @@ def _forecast_clean(forecaster: Forecaster, work: pd.DataFrame, horizon: int) ->
     values = out.drop(columns=[UNIQUE_ID, DS]).to_numpy(np.float64)
     finite = pd.Series(np.isfinite(values).all(axis=1)).groupby(out[UNIQUE_ID].to_numpy()).all()
     if not finite.all():
-        raise DataValidationError(Problem(
-            "not_finite", str(uid), [], "the forecast is not finite: the input is outside what "
-            "the model can represent (values too large for its float32 arithmetic)")
-            for uid in finite.index[~finite.to_numpy()])
+        raise DataValidationError(Problem("not_finite", str(uid), [], _NOT_FINITE)
+                                  for uid in finite.index[~finite.to_numpy()])
     return out
 
 
-def _refused(forecaster: Forecaster, prepared: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """Series the model cannot forecast -> ``(kind, why)``.
+_NOT_FINITE = ("the forecast is not finite: the input is outside what the model can represent "
+               "(values too large for its float32 arithmetic)")
 
-    Too short a history, or a value <= 0 under log scaling.
+
+def _refused(forecaster: Forecaster, prepared: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Series of a regularised frame the model cannot forecast -> ``(kind, why)``."""
+    groups = prepared.groupby(UNIQUE_ID, sort=True)[Y]
+    lengths = groups.size()
+    lows = groups.min().to_numpy() if forecaster.config.scaling in POSITIVE_RULES else None
+    return _refusals(forecaster, lengths.index, lengths.to_numpy(), lows)
+
+
+def _refusals(forecaster: Forecaster, ids: pd.Index, lengths: np.ndarray,
+              lows: np.ndarray | None) -> dict[str, tuple[str, str]]:
+    """Series the model cannot forecast -> ``(kind, why)``, in the order of ``ids``.
+
+    Too short a history (``lengths``: points on the grid), or (``lows``: each series' smallest
+    value, given under log scaling) a value <= 0.
     """
     spec = forecaster.config.window_spec()
-    groups = prepared.groupby(UNIQUE_ID, sort=True)[Y]
+    names = ids.to_numpy()
+    usable = np.asarray([usable_length(int(n), spec) for n in lengths], dtype=np.int64)
     out = {}
-    for uid, n in groups.size().items():
-        if usable_length(int(n), spec) < spec.shortest_history:
-            out[str(uid)] = ("too_short", f"{int(n)} points on the model's grid; the model "
-                             f"needs at least {spec.shortest_history} (in multiples of "
-                             f"{spec.fold})")
-    if forecaster.config.scaling in POSITIVE_RULES:
-        low = groups.min()
-        for uid, value in low[low <= 0].items():
-            out.setdefault(str(uid), ("not_positive", f"a value <= 0 ({float(value):g}); the "
-                                      "model uses log scaling and needs values > 0"))
+    for i in np.flatnonzero(usable < spec.shortest_history):
+        out[str(names[i])] = ("too_short", f"{int(lengths[i])} points on the model's grid; the "
+                              f"model needs at least {spec.shortest_history} (in multiples of "
+                              f"{spec.fold})")
+    low = np.full(len(names), np.inf) if lows is None else lows
+    for i in np.flatnonzero(low <= 0):
+        out.setdefault(str(names[i]), ("not_positive", f"a value <= 0 ({float(low[i]):g}); the "
+                                       "model uses log scaling and needs values > 0"))
     return out
 
 

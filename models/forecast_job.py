@@ -5,7 +5,8 @@ file or an existing output is reported within a second or two). Series go throug
 chunks of whole series (:func:`pipelines.series_chunks.series_chunks`) by the API's rules
 (:mod:`models.batch`); each chunk is written as it is done, so memory follows the chunk, not
 the number of series. The output is complete or, on a failure, not there (see
-:mod:`pipelines.sinks`).
+:mod:`pipelines.sinks`). :func:`forecast_to` takes the chunks from any iterable instead (series
+made on the fly, e.g. by ``benchmarks/scale_bench.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nearcast.pipelines.series_chunks import series_chunks
 from nearcast.pipelines.sinks import Sink, open_sink
 
 if TYPE_CHECKING:
-    from nearcast.models.forecaster import Forecaster
+    from nearcast.models.forecaster import Forecaster, ModelMeta
     from nearcast.models.settings import MlflowSettings
 
 CHUNK_SERIES = 2000
@@ -47,6 +48,11 @@ Engine = Callable[["Forecaster", Iterable[pd.DataFrame], Provenance, int | None,
 the Spark engine (:mod:`service.spark_batch`) on executors."""
 
 
+Chunks = Callable[["ModelMeta"], Iterable[pd.DataFrame]]
+"""The series to forecast as long frames of whole series, given the model's metadata (a source
+is read by the model's rules); an iterator streams: one chunk is held at a time."""
+
+
 def run_forecast_job(
     model_uri: str, read: EvaluationData, settings: MlflowSettings, out: str, *,
     table: str | None = None, horizon: int | None = None, strict: bool = False,
@@ -59,9 +65,27 @@ def run_forecast_job(
         InputError: the model, the data or the output cannot be used (naming which), a problem
             of the whole source, or (``strict``) a series left out.
     """
+
+    def chunks(meta: ModelMeta) -> Iterator[pd.DataFrame]:
+        return series_chunks(on_model_rules(read, meta)[1].frame, chunk_series)
+
+    return forecast_to(model_uri, chunks, settings, out, table=table, horizon=horizon,
+                       strict=strict, replace=replace, append=append, engine=engine)
+
+
+def forecast_to(
+    model_uri: str, chunks: Chunks, settings: MlflowSettings, out: str, *,
+    table: str | None = None, horizon: int | None = None, strict: bool = False,
+    replace: bool = False, append: bool = False, engine: Engine | None = None,
+) -> ForecastJobResult:
+    """:func:`run_forecast_job` of the series ``chunks`` yields (e.g. made on the fly).
+
+    Raises:
+        InputError: as :func:`run_forecast_job`.
+    """
     sink = open_sink(out, table, replace=replace, append=append)
     try:
-        result = _run(model_uri, read, settings, sink, horizon, strict, chunk_series, engine)
+        result = _run(model_uri, chunks, settings, sink, horizon, strict, engine)
     except BaseException:
         sink.abort()
         raise
@@ -69,26 +93,34 @@ def run_forecast_job(
     return result
 
 
-def _run(model_uri: str, read: EvaluationData, settings: MlflowSettings, sink: Sink,
-         horizon: int | None, strict: bool, chunk_series: int, engine: Engine | None
-         ) -> ForecastJobResult:
+def job_model(model_uri: str, settings: MlflowSettings, horizon: int | None
+              ) -> tuple[Forecaster, Provenance]:
+    """The model of a batch forecast and the provenance its rows carry.
+
+    Raises:
+        InputError: no registered version behind ``model_uri``.
+        ValueError: ``horizon`` outside the model's.
+    """
     from nearcast.models.artifact import load_forecaster
 
-    started = time.perf_counter()
-    client = settings.connect()
-    ref = version_of(client, model_uri)
+    ref = version_of(settings.connect(), model_uri)
     forecaster = load_forecaster(model_uri)
     if horizon is not None:
         from nearcast.models.inference import check_horizon
 
         check_horizon(forecaster, horizon)
-    _, raw = on_model_rules(read, forecaster.meta)
-    provenance = Provenance(model_uri, ref.name if ref else "", ref.version if ref else None,
-                            ref.run_id if ref else "")
+    return forecaster, Provenance(model_uri, ref.name if ref else "",
+                                  ref.version if ref else None, ref.run_id if ref else "")
+
+
+def _run(model_uri: str, chunks: Chunks, settings: MlflowSettings, sink: Sink,
+         horizon: int | None, strict: bool, engine: Engine | None) -> ForecastJobResult:
+    started = time.perf_counter()
+    forecaster, provenance = job_model(model_uri, settings, horizon)
     summary = BatchSummary()
     run = engine or forecast_chunks
-    chunks = series_chunks(raw.frame, chunk_series)
-    for frame, skipped, read_n in run(forecaster, chunks, provenance, horizon, strict):
+    for frame, skipped, read_n in run(forecaster, chunks(forecaster.meta), provenance, horizon,
+                                      strict):
         if len(frame):
             sink.write(frame)
         summary.add(read_n, frame, skipped)
@@ -96,4 +128,5 @@ def _run(model_uri: str, read: EvaluationData, settings: MlflowSettings, sink: S
                              time.perf_counter() - started)
 
 
-__all__ = ["CHUNK_SERIES", "Engine", "ForecastJobResult", "run_forecast_job"]
+__all__ = ["CHUNK_SERIES", "Chunks", "Engine", "ForecastJobResult", "forecast_to", "job_model",
+           "run_forecast_job"]

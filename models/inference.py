@@ -18,6 +18,7 @@ from nearcast.pipelines.feature_windows import (
     future_frame,
 )
 from nearcast.pipelines.features import FeatureSpec
+from nearcast.pipelines.on_grid import grid_step
 from nearcast.pipelines.prepare import Regularized
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 
@@ -90,18 +91,51 @@ def forecast_regular(forecaster: Forecaster, prepared: Regularized, horizon: int
     histories = [g[Y].to_numpy(np.float32) for _, g in groups]
     covariates = None if features is None else _covariates(forecaster, features, groups, future)
     result = forecaster.forecast(histories, covariates).values[:, :horizon, :]
-    names = output_columns(forecaster)
-    own = names[len(names) - result.shape[2]:]  # without a "forecast" added in front
-    parts = []
-    for (uid, g), values in zip(groups, result, strict=True):
-        part = pd.DataFrame(values, columns=own)
-        if len(own) < len(names):
-            part.insert(0, "forecast", values[:, forecaster.config.point_index])
-        part.insert(0, DS, forecaster.future_index(g[DS].iloc[-1], horizon))
-        part.insert(0, UNIQUE_ID, str(uid))
-        parts.append(part)
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[UNIQUE_ID, DS])
+    if not groups:
+        return FrameForecast(frame=pd.DataFrame(columns=[UNIQUE_ID, DS]), prepared=prepared)
+    last = pd.DatetimeIndex([g[DS].iloc[-1] for _, g in groups])
+    out = forecast_rows(forecaster, pd.Index([str(uid) for uid, _ in groups]), last, result)
     return FrameForecast(frame=out, prepared=prepared)
+
+
+def forecast_rows(forecaster: Forecaster, ids: pd.Index, last: pd.DatetimeIndex,
+                  values: np.ndarray) -> pd.DataFrame:
+    """The long forecast frame of series ``ids`` (one row per series and step, no loop).
+
+    Args:
+        forecaster: the model (its output names and frequency).
+        ids: series keys, shape ``(S,)``.
+        last: each series' last timestamp on the grid, shape ``(S,)``.
+        values: the model's outputs, shape ``(S, h, K)`` (``h`` steps after ``last``).
+
+    Returns:
+        Columns ``unique_id``, ``ds`` and :func:`output_columns`, ``S * h`` rows, series after
+        series.
+    """
+    n, steps = values.shape[:2]
+    names = output_columns(forecaster)
+    own = names[len(names) - values.shape[2]:]  # without a "forecast" added in front
+    flat = values.reshape(n * steps, values.shape[2])
+    columns: dict[str, object] = {UNIQUE_ID: ids.astype(str).repeat(steps),
+                                  DS: _future_stamps(forecaster, last, steps)}
+    if len(own) < len(names):
+        columns["forecast"] = flat[:, forecaster.config.point_index]
+    columns |= {name: flat[:, k] for k, name in enumerate(own)}
+    return pd.DataFrame(columns)
+
+
+def _future_stamps(forecaster: Forecaster, last: pd.DatetimeIndex, steps: int
+                   ) -> pd.DatetimeIndex:
+    """The ``steps`` timestamps after each of ``last`` (:meth:`Forecaster.future_index`), flat."""
+    step = grid_step(forecaster.config.freq)
+    start = last.tz_convert("UTC") if last.tz is not None else last.tz_localize("UTC")
+    if step is not None:  # fixed length: arithmetic on the epoch nanoseconds
+        ns = start.as_unit("ns").asi8[:, None] + step * np.arange(1, steps + 1, dtype=np.int64)
+        return pd.DatetimeIndex(ns.ravel().view("M8[ns]")).tz_localize("UTC")
+    distinct, where = np.unique(start.as_unit("ns").asi8, return_inverse=True)
+    table = np.stack([forecaster.future_index(pd.Timestamp(t, tz="UTC"), steps).as_unit("ns")
+                      .asi8 for t in distinct])
+    return pd.DatetimeIndex(table[where].ravel().view("M8[ns]")).tz_localize("UTC")
 
 
 def output_columns(forecaster: Forecaster) -> list[str]:
@@ -159,4 +193,4 @@ def _on_steps(rows: pd.DataFrame, steps: pd.DatetimeIndex, skip: set[str]
 
 
 __all__ = ["FrameForecast", "check_horizon", "forecast_frame", "forecast_regular",
-           "output_columns", "split_future"]
+           "forecast_rows", "output_columns", "split_future"]

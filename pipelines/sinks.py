@@ -17,6 +17,7 @@ holding parts, or an existing table is an error naming it (a table may be append
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-__all__ = ["Sink", "SinkError", "open_sink"]
+__all__ = ["ParquetFolder", "Sink", "SinkError", "open_folder", "open_sink"]
 
 
 class SinkError(InputError, ValueError):
@@ -69,7 +70,7 @@ def open_sink(out: str, table: str | None = None, *, replace: bool = False,
         if not path.parent.exists():
             raise SinkError(f"{out}: folder {path.parent} does not exist")
         return _ParquetFile(path)
-    return _ParquetFolder(path, replace=replace)
+    return ParquetFolder(path, replace=replace)
 
 
 def _safe(url: str) -> str:
@@ -109,8 +110,25 @@ class _ParquetFile:
         self._tmp.unlink(missing_ok=True)
 
 
-class _ParquetFolder:
-    """Parts are written into a hidden staging folder and moved in by :meth:`commit`."""
+def open_folder(out: str, *, replace: bool = False) -> ParquetFolder:
+    """The folder sink for ``out``, for a writer that fills it with part files of its own.
+
+    Raises:
+        SinkError: ``out`` is a database URL or a ``.parquet`` file name, or as
+            :func:`open_sink` for a folder.
+    """
+    if "://" in out or Path(out).suffix.lower() == ".parquet":
+        raise SinkError(f"{_safe(out) if '://' in out else out}: this writes a folder of part "
+                        "files; give a folder")
+    return ParquetFolder(Path(out), replace=replace)
+
+
+class ParquetFolder:
+    """Parts are written into a hidden staging folder and moved in by :meth:`commit`.
+
+    Another writer (Spark's) may fill a folder inside the staging folder (:meth:`scratch`);
+    :meth:`adopt` takes its part files in as the next parts.
+    """
 
     def __init__(self, path: Path, replace: bool) -> None:
         self.path, self.where, self._parts = path, str(path), 0
@@ -127,25 +145,49 @@ class _ParquetFolder:
         self._schema: pa.Schema | None = None
 
     def write(self, frame: pd.DataFrame) -> None:
+        """Write one chunk as the next part."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         data = pa.Table.from_pandas(frame, preserve_index=False)
         self._schema = self._schema or data.schema
-        pq.write_table(data.cast(self._schema), self._stage / f"part-{self._parts:05d}.parquet")
+        pq.write_table(data.cast(self._schema), self._next_part())
+
+    def scratch(self, name: str) -> Path:
+        """A path inside the staging folder for another writer to create and fill."""
+        return self._stage / name
+
+    def adopt(self, folder: Path) -> int:
+        """Take in the part files another writer left in ``folder``; the rows they hold.
+
+        Parts without rows are dropped; ``folder`` is removed with what else it holds.
+        """
+        import pyarrow.parquet as pq
+
+        rows = 0
+        for part in sorted(folder.glob("part-*.parquet")):
+            n = pq.ParquetFile(part).metadata.num_rows
+            if n:
+                part.replace(self._next_part())
+                rows += n
+        shutil.rmtree(folder)
+        return rows
+
+    def _next_part(self) -> Path:
         self._parts += 1
+        return self._stage / f"part-{self._parts - 1:05d}.parquet"
 
     def commit(self) -> None:
+        """Replace the folder's part files by the staged ones."""
         for old in self.path.glob("part-*.parquet"):
             old.unlink()
-        for part in sorted(self._stage.iterdir()):
+        for part in sorted(self._stage.glob("part-*.parquet")):
             part.replace(self.path / part.name)
-        self._stage.rmdir()
+        shutil.rmtree(self._stage)
 
     def abort(self) -> None:
-        for part in self._stage.iterdir():
-            part.unlink()
-        self._stage.rmdir()
+        """Drop the staged parts; the folder's own are left as they were."""
+        shutil.rmtree(self._stage, ignore_errors=True)
 
 
 class _SqlSink:

@@ -223,7 +223,9 @@ def evaluate(
         help="'local' (this process) or 'spark' (each series' folds forecast on a Spark "
         "executor; the same scores)."
     )] = "local",
-    master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
+    master: Annotated[str | None, typer.Option(
+        help="Spark master for --engine spark (default local[*]; under spark-submit, the "
+        "submit's).")] = None,
 ) -> None:
     """Backtest a stored model on rolling-origin folds, next to the naive baselines.
 
@@ -281,9 +283,13 @@ def forecast(
     replace: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
     append: Annotated[bool, typer.Option(help="Add rows to an existing table.")] = False,
     engine: Annotated[str, typer.Option(
-        help="'local' (this process) or 'spark' (series grouped onto Spark executors)."
+        help="'local' (this process) or 'spark' (series grouped onto Spark executors; a "
+        "Parquet file or folder --data, written to a folder --out, is read and written by "
+        "Spark itself)."
     )] = "local",
-    master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
+    master: Annotated[str | None, typer.Option(
+        help="Spark master for --engine spark (default local[*]; under spark-submit, the "
+        "submit's).")] = None,
 ) -> None:
     """Forecast every series of a source and write them with their provenance.
 
@@ -300,21 +306,32 @@ def forecast(
         if engine not in ("local", "spark"):
             raise typer.BadParameter(f"--engine must be 'local' or 'spark', not {engine!r}")
         job = read_job(config)
-        read = evaluation_data(data, job, config)  # refused before MLflow loads
+        spark_reads = False  # Parquet in, a folder out: Spark reads and writes them itself
+        if engine == "spark" and config is None and table is None and not append:
+            from nearcast.service.spark_batch import reads_itself
+
+            spark_reads = reads_itself(data, out)
+        read = None if spark_reads else evaluation_data(data, job, config)  # before MLflow
         from nearcast.models.settings import get_mlflow_settings
 
         settings = get_mlflow_settings()
         uri = model_uri(model, job, settings)
-        run = None
-        if engine == "spark":
-            from nearcast.service.spark_batch import spark_engine
+        if read is None:
+            from nearcast.service.spark_batch import forecast_parquet_on_spark
 
-            run = spark_engine(uri, settings, master)
-        result = run_forecast_job(uri, read, settings, out, table=table, horizon=horizon,
-                                  strict=strict, replace=replace, append=append, engine=run)
+            result = forecast_parquet_on_spark(uri, str(data), settings, out, master,
+                                               horizon=horizon, strict=strict, replace=replace)
+        else:
+            run = None
+            if engine == "spark":
+                from nearcast.service.spark_batch import spark_engine
+
+                run = spark_engine(uri, settings, master)
+            result = run_forecast_job(uri, read, settings, out, table=table, horizon=horizon,
+                                      strict=strict, replace=replace, append=append, engine=run)
     p = result.provenance
     version = f" (v{p.version})" if p.version is not None else ""
-    typer.echo(f"{uri}{version} on {read.spec}")
+    typer.echo(f"{uri}{version} on {data if read is None else read.spec}")
     typer.echo(result.summary.text())
     typer.echo(f"wrote {result.summary.rows_written} rows to {result.out} in "
                f"{result.seconds:.1f} s")

@@ -37,6 +37,7 @@ from nearcast.service.spark_batch import (
     _bucket_forecasts,
     _BucketJob,
     _plain_strings,
+    pinned,
     spark_session,
 )
 
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 _OUTPUTS = "_outputs"
 
 
-def spark_backtest(model_uri: str, settings: MlflowSettings, master: str) -> BacktestEngine:
+def spark_backtest(model_uri: str, settings: MlflowSettings, master: str | None
+                   ) -> BacktestEngine:
     """The :class:`models.backtest.BacktestEngine` that runs the model on Spark (``spark``)."""
     tracking_uri = settings.resolved_tracking_uri()
 
@@ -100,7 +102,8 @@ class _FoldJob(_BucketJob):
     """
 
     def __init__(self, model_uri: str, tracking_uri: str, folds: Folds) -> None:
-        self.model_uri, self.tracking_uri, self.folds = model_uri, tracking_uri, folds
+        self.model_uri, self.tracking_uri = pinned(model_uri, tracking_uri), tracking_uri
+        self.folds = folds
 
     def __call__(self, bucket: pd.DataFrame) -> pd.DataFrame:
         forecaster = self._model()

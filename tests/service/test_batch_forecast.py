@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -119,12 +120,16 @@ def test_forecast_writes_a_sqlite_table_refuses_to_overwrite_and_strict_fails(
     assert not out.exists() and not list(tmp_path.glob(".strict.parquet.*"))
 
 
-def test_the_spark_engine_writes_what_the_one_process_job_writes(
-    champion: Champion, champion_cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def _need_java() -> None:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java found (Spark's local mode needs Java 17): the Spark engine is "
                     "not tested on this machine")
+
+
+def test_the_spark_engine_writes_what_the_one_process_job_writes(
+    champion: Champion, champion_cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    _need_java()
     source = _source(tmp_path)
     runner = CliRunner()
     local = runner.invoke(app, ["forecast", "--data", str(source), "--out",
@@ -144,3 +149,33 @@ def test_the_spark_engine_writes_what_the_one_process_job_writes(
     pd.testing.assert_frame_equal(theirs.drop(columns=["forecast"]),
                                   ours.drop(columns=["forecast"]), check_dtype=False)
     np.testing.assert_allclose(theirs["forecast"], ours["forecast"], atol=1e-5)
+
+
+def test_the_spark_engine_reads_and_writes_parquet_itself(
+    champion: Champion, champion_cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    _need_java()
+    good = pd.read_csv(DATA / "m4_tiny_long.csv", parse_dates=["ds"])
+    short = good[good["unique_id"] == "H1"].head(30).assign(unique_id="SHORT")
+    (tmp_path / "in").mkdir()
+    pd.concat([good, short]).to_parquet(tmp_path / "in" / "part-0.parquet")
+    runner = CliRunner()
+    local = runner.invoke(app, ["forecast", "--data", str(tmp_path / "in"), "--out",
+                                str(tmp_path / "local.parquet")], env=champion_cli_env)
+    assert local.exit_code == 0, local.output
+    args = ["forecast", "--data", str(tmp_path / "in"), "--out", str(tmp_path / "spark"),
+            "--engine", "spark", "--master", "local[2]"]
+    spark = runner.invoke(app, args, env=champion_cli_env)
+    assert spark.exit_code == 0, spark.output
+    assert "9 series read, 8 forecast (192 rows), 1 skipped" in spark.output
+    assert "skipped SHORT: [too_short] 30 points" in spark.output
+    written = [p.name for p in (tmp_path / "spark").iterdir()]  # no staging left behind
+    assert written and all(re.fullmatch(r"part-\d{5}\.parquet", name) for name in written)
+    key = ["unique_id", "ds"]
+    ours = pd.read_parquet(tmp_path / "local.parquet").sort_values(key, ignore_index=True)
+    theirs = pd.read_parquet(tmp_path / "spark").sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(theirs.drop(columns=["forecast"]),
+                                  ours.drop(columns=["forecast"]), check_dtype=False)
+    np.testing.assert_allclose(theirs["forecast"], ours["forecast"], atol=1e-5)
+    again = runner.invoke(app, args, env=champion_cli_env)  # the parts are there: refused
+    assert again.exit_code == 2 and "the folder holds part files; give --replace" in again.output
