@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2
 
 # Benchmarks need the bench-only extra (statsforecast); not part of `make test`.
 BENCH_STAMP := $(VENV)/.installed-bench

@@ -67,6 +67,7 @@ BENCHES = (
     Bench("load", "load_bench", 900, 300),
     Bench("epf", "epf_bench", 2400, 600),
     Bench("scale", "scale_bench", 1800, 600),
+    Bench("forecast_log", "forecast_log_bench", 400, 200),
 )
 
 

@@ -204,23 +204,11 @@ class LockConfig(BaseModel):
     timeout: float = Field(0.0, ge=0.0, description="Seconds to wait; 0 fails at once.")
 
 
-class RetrainConfig(BaseModel):
-    """The ``retrain:`` section: the champion/challenger gate, the schedule and the lock.
-
-    The gate itself is :func:`service.retraining.gate.decide`.
-    """
+class Scheduled(BaseModel):
+    """A section run by ``nearcast scheduler`` on a cron schedule (``retrain:``, ``monitor:``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: Metric = "mase"
-    margin: float = Field(
-        0.0, ge=0.0, lt=1.0,
-        description="Relative improvement needed: challenger < champion * (1 - margin).",
-    )
-    baseline: Baseline = Field(
-        "seasonal_naive", description="With no champion yet, the challenger must beat this."
-    )
-    warm_start: bool = Field(False, description="Start from the champion's weights.")
     schedule: str | None = Field(
         None, description="Cron expression for `nearcast scheduler` (5 fields, or 6 with "
                           "leading seconds)."
@@ -229,7 +217,6 @@ class RetrainConfig(BaseModel):
     misfire_grace_seconds: int = Field(
         600, ge=1, description="A run late by more than this (scheduler down) is skipped."
     )
-    lock: LockConfig = Field(default_factory=LockConfig)
 
     @field_validator("schedule")
     @classmethod
@@ -240,5 +227,69 @@ class RetrainConfig(BaseModel):
         return value
 
 
-__all__ = ["METRICS", "Baseline", "Cell", "Combiner", "EnsembleConfig", "Head", "LockConfig",
-           "Loss", "Metric", "ModelConfig", "RetrainConfig", "TrainConfig"]
+class RetrainConfig(Scheduled):
+    """The ``retrain:`` section: the champion/challenger gate, the schedule and the lock.
+
+    The gate itself is :func:`service.retraining.gate.decide`.
+    """
+
+    metric: Metric = "mase"
+    margin: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Relative improvement needed: challenger < champion * (1 - margin).",
+    )
+    baseline: Baseline = Field(
+        "seasonal_naive", description="With no champion yet, the challenger must beat this."
+    )
+    warm_start: bool = Field(False, description="Start from the champion's weights.")
+    lock: LockConfig = Field(default_factory=LockConfig)
+
+
+LiveMetric = Literal["mase", "smape", "mae"]
+"""The metrics ``nearcast monitor`` compares with the holdout."""
+
+
+class MonitorConfig(Scheduled):
+    """The ``monitor:`` section: live accuracy against the holdout, alarms and the action.
+
+    A day (UTC day of the forecast targets) is degraded when the live ``metric`` exceeds
+    ``max_ratio`` times the version's holdout score, or the coverage of the central
+    ``interval`` leaves ``coverage_band``; ``days`` degraded days in a row raise an alarm.
+    See :mod:`service.monitor_job`.
+    """
+
+    metric: LiveMetric = "mase"
+    max_ratio: float = Field(1.5, gt=0.0, description="Live metric / holdout metric beyond "
+                             "which a day is degraded.")
+    interval: float = Field(0.8, gt=0.0, lt=1.0, description="Central interval checked: "
+                            "quantiles (1 - interval)/2 and (1 + interval)/2.")
+    coverage_band: tuple[float, float] = Field(
+        (0.7, 0.9), description="Coverage outside [low, high] makes a day degraded.")
+    days: int = Field(1, ge=1, le=365, description="Degraded days in a row before an alarm.")
+    lookback_days: int = Field(28, ge=1, le=3650, description="Days scored, counted back "
+                               "from the newest day with actuals.")
+    actuals_from_data: bool = Field(False, description="Read actuals from the job's data: "
+                                    "source and store them first.")
+    retrain_on_alarm: bool = Field(False, description="Start `nearcast retrain` with this job "
+                                   "file on an alarm (the gate still decides).")
+    worst_series: int = Field(6, ge=1, le=50, description="Series in the worst-series plot.")
+
+    @field_validator("coverage_band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"needs 0 <= low <= high <= 1, got [{low}, {high}]")
+        return value
+
+    @model_validator(mode="after")
+    def _lookback_holds_the_days(self) -> MonitorConfig:
+        if self.lookback_days < self.days:
+            raise ValueError(f"lookback_days {self.lookback_days} is shorter than days "
+                             f"{self.days}: an alarm could never be raised")
+        return self
+
+
+__all__ = ["METRICS", "Baseline", "Cell", "Combiner", "EnsembleConfig", "Head", "LiveMetric",
+           "LockConfig", "Loss", "Metric", "ModelConfig", "MonitorConfig", "RetrainConfig",
+           "Scheduled", "TrainConfig"]

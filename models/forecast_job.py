@@ -48,6 +48,10 @@ Engine = Callable[["Forecaster", Iterable[pd.DataFrame], Provenance, int | None,
 the Spark engine (:mod:`service.spark_batch`) on executors."""
 
 
+ChunkHook = Callable[[pd.DataFrame], None]
+"""Called with each chunk's forecast frame once it is written (e.g. the forecast log)."""
+
+
 Chunks = Callable[["ModelMeta"], Iterable[pd.DataFrame]]
 """The series to forecast as long frames of whole series, given the model's metadata (a source
 is read by the model's rules); an iterator streams: one chunk is held at a time."""
@@ -57,9 +61,11 @@ def run_forecast_job(
     model_uri: str, read: EvaluationData, settings: MlflowSettings, out: str, *,
     table: str | None = None, horizon: int | None = None, strict: bool = False,
     replace: bool = False, append: bool = False, chunk_series: int = CHUNK_SERIES,
-    engine: Engine | None = None,
+    engine: Engine | None = None, on_chunk: ChunkHook | None = None,
 ) -> ForecastJobResult:
     """Forecast every series of ``read`` with ``model_uri`` and write them to ``out``.
+
+    ``on_chunk`` is called with each chunk's frame once it is written (the forecast log).
 
     Raises:
         InputError: the model, the data or the output cannot be used (naming which), a problem
@@ -70,13 +76,15 @@ def run_forecast_job(
         return series_chunks(on_model_rules(read, meta)[1].frame, chunk_series)
 
     return forecast_to(model_uri, chunks, settings, out, table=table, horizon=horizon,
-                       strict=strict, replace=replace, append=append, engine=engine)
+                       strict=strict, replace=replace, append=append, engine=engine,
+                       on_chunk=on_chunk)
 
 
 def forecast_to(
     model_uri: str, chunks: Chunks, settings: MlflowSettings, out: str, *,
     table: str | None = None, horizon: int | None = None, strict: bool = False,
     replace: bool = False, append: bool = False, engine: Engine | None = None,
+    on_chunk: ChunkHook | None = None,
 ) -> ForecastJobResult:
     """:func:`run_forecast_job` of the series ``chunks`` yields (e.g. made on the fly).
 
@@ -85,7 +93,7 @@ def forecast_to(
     """
     sink = open_sink(out, table, replace=replace, append=append)
     try:
-        result = _run(model_uri, chunks, settings, sink, horizon, strict, engine)
+        result = _run(model_uri, chunks, settings, sink, horizon, strict, engine, on_chunk)
     except BaseException:
         sink.abort()
         raise
@@ -114,7 +122,8 @@ def job_model(model_uri: str, settings: MlflowSettings, horizon: int | None
 
 
 def _run(model_uri: str, chunks: Chunks, settings: MlflowSettings, sink: Sink,
-         horizon: int | None, strict: bool, engine: Engine | None) -> ForecastJobResult:
+         horizon: int | None, strict: bool, engine: Engine | None,
+         on_chunk: ChunkHook | None = None) -> ForecastJobResult:
     started = time.perf_counter()
     forecaster, provenance = job_model(model_uri, settings, horizon)
     summary = BatchSummary()
@@ -123,10 +132,12 @@ def _run(model_uri: str, chunks: Chunks, settings: MlflowSettings, sink: Sink,
                                       strict):
         if len(frame):
             sink.write(frame)
+            if on_chunk is not None:
+                on_chunk(frame)
         summary.add(read_n, frame, skipped)
     return ForecastJobResult(model_uri, provenance, sink.where, summary,
                              time.perf_counter() - started)
 
 
-__all__ = ["CHUNK_SERIES", "Chunks", "Engine", "ForecastJobResult", "forecast_to", "job_model",
-           "run_forecast_job"]
+__all__ = ["CHUNK_SERIES", "ChunkHook", "Chunks", "Engine", "ForecastJobResult", "forecast_to",
+           "job_model", "run_forecast_job"]

@@ -16,7 +16,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nearcast.models.config import EnsembleConfig, ModelConfig, RetrainConfig, TrainConfig
+from nearcast.models.config import (
+    EnsembleConfig,
+    ModelConfig,
+    MonitorConfig,
+    RetrainConfig,
+    TrainConfig,
+)
 from nearcast.pipelines.dataset import DataConfig
 from nearcast.pipelines.errors import InputError
 from nearcast.pipelines.scaling_rules import refuse_non_positive
@@ -47,6 +53,9 @@ class JobConfig(BaseModel):
     )
     retrain: RetrainConfig = Field(
         default_factory=RetrainConfig, description="`nearcast retrain` / `nearcast scheduler`."
+    )
+    monitor: MonitorConfig = Field(
+        default_factory=MonitorConfig, description="`nearcast monitor` / `nearcast scheduler`."
     )
 
     @model_validator(mode="after")
@@ -155,6 +164,22 @@ def read_retrain_section(path: str | Path) -> tuple[str | None, RetrainConfig]:
         JobConfigError: naming the file when it is not YAML, not a mapping or the section is
             invalid.
     """
+    return _read_section(path, "retrain", RetrainConfig)
+
+
+def read_monitor_section(path: str | Path) -> tuple[str | None, MonitorConfig]:
+    """The model name override and the ``monitor:`` section of a job file, read lightly.
+
+    For the scheduler (see :func:`read_retrain_section`).
+
+    Raises:
+        JobConfigError: naming the file when it is not YAML, not a mapping or the section is
+            invalid.
+    """
+    return _read_section(path, "monitor", MonitorConfig)
+
+
+def _read_section(path: str | Path, key: str, cls: type[_Model]) -> tuple[str | None, _Model]:
     try:
         raw: Any = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
@@ -163,11 +188,11 @@ def read_retrain_section(path: str | Path) -> tuple[str | None, RetrainConfig]:
         raise JobConfigError(f"{path}: expected a mapping at the top level")
     name = raw.get("model_name")
     try:
-        cfg = RetrainConfig.model_validate(raw.get("retrain") or {})
+        cfg = cls.model_validate(raw.get(key) or {})
     except ValidationError as exc:
-        problems = "; ".join(f"retrain.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        problems = "; ".join(f"{key}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
-        raise JobConfigError(f"{path}: invalid 'retrain' section: {problems}") from exc
+        raise JobConfigError(f"{path}: invalid {key!r} section: {problems}") from exc
     return (str(name) if name else None), cfg
 
 
@@ -305,6 +330,7 @@ __all__ = [
     "data_config_for",
     "data_config_from_spec",
     "read_mapping",
+    "read_monitor_section",
     "read_retrain_section",
     "validate_in_file",
     "with_model_rules",

@@ -2,10 +2,11 @@
 
 :func:`log_fit` writes what :func:`nearcast.models.fitting.fit_forecaster` produced: the
 config and grid rule as params, the dataset, the curves (stamped with the times they happened),
-the holdout scores next to the baselines, the plots, the per-series data report, a markdown
-description and the pyfunc model; it registers the model (alias ``challenger``) only once the
-new version loads back in a fresh process. :func:`log_failed_fit` records a diverged fit as a
-FAILED run, and nothing is registered.
+the holdout scores next to the baselines, the plots, each series' training MASE scale (for the
+monitor), the per-series data report, a markdown description and the pyfunc model; it
+registers the model (alias ``challenger``) only once the new version loads back in a fresh
+process. :func:`log_failed_fit` records a diverged fit as a FAILED run, and nothing is
+registered.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nearcast.models import load_check, registry, tracking
 from nearcast.models.artifact import log_forecaster
 from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.fitting import FitDivergedError, Fitted, Member
+from nearcast.models.monitoring.training_scales import SCALES_ARTIFACT, scales_record
 from nearcast.models.settings import MlflowSettings
 from nearcast.pipelines.grid import GridRule
 from nearcast.pipelines.schema import UNIQUE_ID
@@ -145,6 +147,7 @@ def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: b
         mlflow.log_metric("train_seconds", fitted.train_seconds)
         histories = [table.series(i)[: -config.horizon] for i in range(len(table.ids))]
         tracking.log_evaluation(fitted.evaluation, fitted.members[0].result.epochs, histories)
+        mlflow.log_dict(scales_record(table.ids, histories, config.season), SCALES_ARTIFACT)
         scores = tracking.score_table(fitted.evaluation.scores)
         mlflow.set_tag(tracking.NOTE, _run_note(spec, len(table.ids), len(table.values), scores))
         info = log_forecaster(forecaster)

@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 from filelock import FileLock
 from mlflow import MlflowClient
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -157,4 +157,71 @@ def get_mlflow_settings() -> MlflowSettings:
     return MlflowSettings()
 
 
-__all__ = ["MlflowSettings", "get_mlflow_settings"]
+class ForecastLogSettings(BaseSettings):
+    """Where served forecasts and their actuals are logged (env prefix ``NEARCAST_FORECAST_LOG_``).
+
+    The default store is SQLite under ``NEARCAST_HOME``; a ``postgresql+psycopg2://`` URL puts
+    it in PostgreSQL. The API queues forecasts and writes them in batches off the request path.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEARCAST_FORECAST_LOG_", extra="ignore")
+
+    url: str | None = Field(
+        None, description="SQLAlchemy URL of the log; default sqlite:///<NEARCAST_HOME>/"
+        "forecast_log.db.")
+    enabled: bool = Field(True, description="Log served forecasts and accept actuals.")
+    queue_max_series: int = Field(
+        20000, ge=1, description="Series the API may hold queued for the log; beyond, a "
+        "forecast is dropped from the log (counted), never delaying a request.")
+    batch_series: int = Field(2000, ge=1, description="Series written per batch.")
+    flush_seconds: float = Field(0.5, gt=0, description="Seconds between the writer's flushes.")
+    retention_days: float = Field(
+        90, gt=0, description="Forecasts logged and actuals older than this are pruned.")
+
+    def resolved_url(self, home: Path | None = None) -> str:
+        """The log's URL, defaulting to SQLite in ``home`` (default ``NEARCAST_HOME``)."""
+        if self.url:
+            return self.url
+        folder = get_mlflow_settings().home if home is None else home
+        return f"sqlite:///{(folder / 'forecast_log.db').resolve()}"
+
+
+@lru_cache
+def get_forecast_log_settings() -> ForecastLogSettings:
+    """Forecast log settings from the environment, read once."""
+    return ForecastLogSettings()
+
+
+class CalibrationSettings(BaseSettings):
+    """Interval calibration of served quantiles (env prefix ``NEARCAST_CALIBRATION_``).
+
+    The method and what ``window`` means for how fast it follows a shift:
+    :mod:`nearcast.models.monitoring.calibration`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEARCAST_CALIBRATION_", extra="ignore")
+
+    enabled: bool = Field(True, description="Serve calibrated intervals (false: the raw ones).")
+    window: int = Field(200, ge=1, le=1_000_000, description="Latest scores kept per version "
+                        "and horizon step.")
+    min_points: int = Field(30, ge=1, description="Fewer scores than this at a step: the raw "
+                            "interval is served there.")
+    refresh_seconds: float = Field(30.0, gt=0, le=86_400, description="Seconds between two "
+                                   "refreshes of the factors (also refreshed after actuals).")
+
+    @model_validator(mode="after")
+    def _window_holds_min_points(self) -> CalibrationSettings:
+        if self.min_points > self.window:
+            raise ValueError(f"min_points ({self.min_points}) must not exceed window "
+                             f"({self.window}): no step could ever be calibrated")
+        return self
+
+
+@lru_cache
+def get_calibration_settings() -> CalibrationSettings:
+    """Calibration settings from the environment, read once."""
+    return CalibrationSettings()
+
+
+__all__ = ["CalibrationSettings", "ForecastLogSettings", "MlflowSettings",
+           "get_calibration_settings", "get_forecast_log_settings", "get_mlflow_settings"]

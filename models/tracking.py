@@ -7,10 +7,8 @@ evaluate``) logs what it scored (model, data, folds) and the scores of every fol
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +23,8 @@ from nearcast.models.backtest import Backtest
 from nearcast.models.config import METRICS, ModelConfig, TrainConfig
 from nearcast.models.evaluation import Evaluation
 from nearcast.models.plots import backtest_by_fold, error_by_step, forecasts_vs_actual, loss_curves
+from nearcast.models.run_info import NOTE, git_commit, nearcast_version, run_link, run_tags
 from nearcast.models.training import EpochLog
-
-
-def nearcast_version() -> str:
-    """Installed nearcast version, or ``unknown``."""
-    try:
-        return version("nearcast")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def git_commit() -> str | None:
-    """Commit of the working tree the code runs from, when it is a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).parent, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def log_config(model: ModelConfig, train: TrainConfig, extra: dict[str, Any]) -> None:
@@ -133,10 +114,6 @@ def log_series_report(table: pd.DataFrame) -> None:
     mlflow.log_table(table, "data/series_report.json")
 
 
-NOTE = "mlflow.note.content"
-"""The tag MLflow's UI shows (and edits) as a run's, experiment's or version's description."""
-
-
 def score_table(scores: dict[str, dict[str, float]]) -> str:
     """Markdown table of sMAPE / MASE / OWA per method (the model first, then the baselines)."""
     lines = ["| method | sMAPE | MASE | OWA |", "|---|---:|---:|---:|"]
@@ -158,21 +135,6 @@ def data_label(source: str) -> str:
     if kind == "bundled":
         return rest.split(" ", 1)[0].removesuffix("_train")
     return (rest or source).strip().rsplit("/", 1)[-1].split(" ")[-1] or source
-
-
-def run_link(experiment_id: str, run_id: str) -> str:
-    """Markdown link to a run, relative to the MLflow UI (works in descriptions there)."""
-    return f"[{run_id[:8]}](#/experiments/{experiment_id}/runs/{run_id})"
-
-
-def run_tags(source: str, kind: str = "training") -> dict[str, str]:
-    """Tags every run carries (``kind``: ``training`` or ``backtest``)."""
-    tags = {"nearcast.version": nearcast_version(), "nearcast.data_source": source,
-            "nearcast.kind": kind}
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
 
 
 __all__ = ["NOTE", "data_label", "git_commit", "log_backtest", "log_config", "log_dataset",

@@ -14,15 +14,27 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware import Middleware
 
-from nearcast.models.settings import MlflowSettings, get_mlflow_settings
+from nearcast.models.settings import (
+    CalibrationSettings,
+    ForecastLogSettings,
+    MlflowSettings,
+    get_calibration_settings,
+    get_forecast_log_settings,
+    get_mlflow_settings,
+)
 from nearcast.service import errors
+from nearcast.service.actuals import actuals_model
 from nearcast.service.auth import DocsAuthMiddleware
 from nearcast.service.batching import MicroBatcher
+from nearcast.service.calibrations import calibrating
 from nearcast.service.edge import JsonBodyOnly, TrustedHosts, check_bind
 from nearcast.service.heap import settle_heap
+from nearcast.service.log_lifecycle import forecast_logging
 from nearcast.service.logs import install_request_context
 from nearcast.service.metrics import Metrics
 from nearcast.service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from nearcast.service.monitor_routes import router as monitor_router
+from nearcast.service.monitor_summaries import SummaryCache
 from nearcast.service.routes import router
 from nearcast.service.schemas import request_model
 from nearcast.service.settings import ApiSettings, get_api_settings
@@ -55,7 +67,9 @@ def _batchers(state: AppState, names: list[str]) -> dict[str, MicroBatcher]:
                                s.queue_max_series, state.metrics) for name in names}
 
 
-def _lifespan(state: AppState, mlflow_settings: MlflowSettings) -> Callable[[FastAPI], Any]:
+def _lifespan(state: AppState, mlflow_settings: MlflowSettings,
+              log_settings: ForecastLogSettings,
+              calibration_settings: CalibrationSettings) -> Callable[[FastAPI], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         api = state.settings
@@ -73,32 +87,41 @@ def _lifespan(state: AppState, mlflow_settings: MlflowSettings) -> Callable[[Fas
         for batcher in state.batchers.values():
             batcher.start()
         state.metrics.watch(store, lambda: state.batchers)
-        state.store = store
-        task = asyncio.create_task(_follow_alias(store, api.poll_seconds))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            for batcher in state.batchers.values():
-                await batcher.close()
+        # The log opens before the server turns ready; it is drained after the last request.
+        async with forecast_logging(state, log_settings, mlflow_settings.home):
+            state.store = store
+            task = asyncio.create_task(_follow_alias(store, api.poll_seconds))
+            try:
+                async with calibrating(state, calibration_settings):  # reads the open log
+                    yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for batcher in state.batchers.values():
+                    await batcher.close()
 
     return lifespan
 
 
 def create_app(
-    api: ApiSettings | None = None, mlflow_settings: MlflowSettings | None = None
+    api: ApiSettings | None = None, mlflow_settings: MlflowSettings | None = None,
+    log_settings: ForecastLogSettings | None = None,
+    calibration_settings: CalibrationSettings | None = None,
 ) -> FastAPI:
     """Build the API; models load in the lifespan, before readiness turns true."""
     api = api or get_api_settings()
     state = AppState(settings=api, metrics=Metrics())
+    state.metrics.watch_monitor(SummaryCache(lambda: state.forecast_log,
+                                             api.served_models()).get)
     app = FastAPI(
         title="nearcast", version="0.1.0",
         description="Forecasts from the registered model that holds the alias "
         f"'{api.alias}'; the server follows the alias without a restart. Auth: "
         "'Authorization: Bearer <key>' when keys are configured (off by default).",
-        lifespan=_lifespan(state, mlflow_settings or get_mlflow_settings()),
+        lifespan=_lifespan(state, mlflow_settings or get_mlflow_settings(),
+                           log_settings or get_forecast_log_settings(),
+                           calibration_settings or get_calibration_settings()),
         middleware=[Middleware(MetricsMiddleware, metrics=state.metrics),  # type: ignore[arg-type]
                     Middleware(TrustedHosts, allowed_hosts=api.trusted_hosts()),  # type: ignore[arg-type]
                     Middleware(DocsAuthMiddleware, settings=api,  # type: ignore[arg-type]
@@ -109,6 +132,7 @@ def create_app(
     app.state.nearcast = state
     install_request_context(app, api.access_log)  # outermost: 500s carry the id too
     app.include_router(router)
+    app.include_router(monitor_router)
     errors.install(app)
     app.openapi = _openapi(app, api)  # type: ignore[method-assign]
     return app
@@ -133,6 +157,10 @@ def _openapi(app: FastAPI, api: ApiSettings) -> Callable[[], dict[str, Any]]:
                 f"{api.max_span_windows} times the model's input window; every time, given or "
                 f"forecast, {TIME_RANGE}. At most {api.max_concurrent_requests} forecast "
                 "requests are received or prepared at once (503 with Retry-After beyond).")
+            actuals = actuals_model(api.max_series, api.max_points).model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            comps.update(actuals.pop("$defs", {}))
+            comps["ActualsRequest"] = actuals
             _document_auth(schema, api)
             app.openapi_schema = schema
         return app.openapi_schema

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from nearcast.service.cli_commands import promote, retrain, rollback, scheduler
+from nearcast.service.cli_commands import monitor, promote, retrain, rollback, scheduler
 from nearcast.service.cli_errors import quiet_tensorflow, reported, set_verbose
 
 app = typer.Typer(help="nearcast: recurrent forecasters, tracked in MLflow, served over HTTP.",
@@ -164,6 +164,8 @@ def serve(
     for key, value in {"HOST": host, "PORT": port, "WORKERS": workers}.items():
         if value is not None:  # the app factory (in every worker) reads the environment
             os.environ[f"NEARCAST_{key}"] = str(value)
+    from nearcast.models.settings import get_forecast_log_settings
+
     try:
         api, log_settings = get_api_settings(), LogSettings()
         mode = check_bind(api)
@@ -172,6 +174,11 @@ def serve(
         raise typer.Exit(2) from None
     except ValidationError as exc:
         typer.echo(f"error: {_settings_problem(exc)}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        get_forecast_log_settings()  # every worker reads them: refuse bad ones once, here
+    except ValidationError as exc:
+        typer.echo(f"error: {_settings_problem(exc, 'NEARCAST_FORECAST_LOG_')}", err=True)
         raise typer.Exit(2) from None
     configure_logging(log_settings)
     logging.getLogger("nearcast.serve").log(
@@ -186,7 +193,7 @@ def serve(
                     workers=api.workers, access_log=False, log_config=None)
 
 
-def _settings_problem(exc: Exception) -> str:
+def _settings_problem(exc: Exception, prefix: str = "NEARCAST_") -> str:
     """One line from a pydantic ValidationError of a settings class (names the variable)."""
     from pydantic import ValidationError
 
@@ -195,7 +202,7 @@ def _settings_problem(exc: Exception) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = "_".join(str(p) for p in err["loc"]).upper()
-        where = f"NEARCAST_{loc}: " if loc else ""
+        where = f"{prefix}{loc}: " if loc else ""
         parts.append(where + str(err["msg"]).removeprefix("Value error, "))
     return "; ".join(parts)
 
@@ -316,28 +323,38 @@ def forecast(
 
         settings = get_mlflow_settings()
         uri = model_uri(model, job, settings)
+        hook, note = None, _SPARK_NOT_LOGGED
         if read is None:
             from nearcast.service.spark_batch import forecast_parquet_on_spark
 
             result = forecast_parquet_on_spark(uri, str(data), settings, out, master,
                                                horizon=horizon, strict=strict, replace=replace)
         else:
+            from nearcast.models.monitoring.batch_log import open_batch_log
+
             run = None
             if engine == "spark":
                 from nearcast.service.spark_batch import spark_engine
 
                 run = spark_engine(uri, settings, master)
+            else:
+                hook, note = open_batch_log()
             result = run_forecast_job(uri, read, settings, out, table=table, horizon=horizon,
-                                      strict=strict, replace=replace, append=append, engine=run)
+                                      strict=strict, replace=replace, append=append, engine=run,
+                                      on_chunk=hook)
     p = result.provenance
     version = f" (v{p.version})" if p.version is not None else ""
     typer.echo(f"{uri}{version} on {data if read is None else read.spec}")
     typer.echo(result.summary.text())
     typer.echo(f"wrote {result.summary.rows_written} rows to {result.out} in "
                f"{result.seconds:.1f} s")
+    typer.echo(hook.line() if hook is not None else note)
 
 
-for _command in (promote, rollback, retrain, scheduler):
+_SPARK_NOT_LOGGED = "forecast log: --engine spark does not write the forecast log; not logged"
+
+
+for _command in (promote, rollback, retrain, monitor, scheduler):
     app.command()(_command)
 
 

@@ -1,12 +1,13 @@
-"""The lifecycle commands of ``nearcast``: promote, rollback, retrain and the scheduler.
+"""The lifecycle commands of ``nearcast``: promote, rollback, retrain, monitor, the scheduler.
 
-They move registry aliases or run retraining jobs; :mod:`nearcast.service.cli` registers them
-on the ``nearcast`` command line.
+They move registry aliases, run retraining jobs or score the served forecasts;
+:mod:`nearcast.service.cli` registers them on the ``nearcast`` command line.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -82,7 +83,6 @@ def retrain(
     quiet_tensorflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # job logs, not a tty
     import logging
-    import signal
 
     from nearcast.service.logs import configure_logging
     from nearcast.service.retraining.job import EXIT_BUSY, EXIT_FAILED, RetrainError, run_retrain
@@ -120,12 +120,47 @@ def retrain(
     typer.echo(outcome.summary())
 
 
-def scheduler(
-    config: Annotated[list[Path], typer.Option(
-        exists=True, dir_okay=False, help="Job YAML with retrain.schedule (repeatable)."
+def monitor(
+    config: Annotated[Path, typer.Option(
+        exists=True, dir_okay=False, help="Job YAML file (model_name, data, monitor)."
     )],
 ) -> None:
-    """Run `nearcast retrain` for each job file on its cron schedule until SIGTERM/Ctrl-C."""
+    """Score served forecasts against their actuals per version; alarm; retrain if told to.
+
+    Exit code 0 when no alarm is raised (also when the forecast log has nothing to score yet:
+    the output says so), 4 when an alarm is raised (a version still serving was degraded for
+    monitor.days days in a row), 1 when the pass failed, 2 when the job file has a mistake.
+    """
+    quiet_tensorflow()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with reported():  # a job file mistake: one line, exit 2 (before MLflow is imported)
+        from nearcast.models.jobconfig import JobConfig
+
+        JobConfig.from_yaml(config)
+    from nearcast.service.logs import configure_logging
+    from nearcast.service.monitor_job import EXIT_FAILED, MonitorError, run_monitor
+
+    configure_logging()
+    # SIGTERM (scheduler shutdown) unwinds: the run is marked FAILED, a retraining stopped.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        outcome = run_monitor(config, echo=typer.echo)
+    except MonitorError as exc:
+        typer.echo(f"monitor failed: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo(outcome.report())
+    raise typer.Exit(outcome.exit_code)
+
+
+def scheduler(
+    config: Annotated[list[Path], typer.Option(
+        exists=True, dir_okay=False,
+        help="Job YAML with retrain.schedule and/or monitor.schedule (repeatable)."
+    )],
+) -> None:
+    """Run `nearcast retrain` / `nearcast monitor` for each job file on its cron schedules."""
     from nearcast.service.retraining.schedule import run_scheduler
 
     try:
@@ -136,4 +171,4 @@ def scheduler(
     raise typer.Exit(code)
 
 
-__all__ = ["promote", "retrain", "rollback", "scheduler"]
+__all__ = ["monitor", "promote", "retrain", "rollback", "scheduler"]

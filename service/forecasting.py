@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from nearcast.models.forecaster import Forecaster
+from nearcast.models.monitoring import calibration
 from nearcast.pipelines.feature_windows import (
     CovariateBatch,
     CovariateError,
@@ -30,6 +31,7 @@ from nearcast.service.admission import release_current, take_current
 from nearcast.service.batching import BatcherClosedError, QueueFullError
 from nearcast.service.covariate_fields import CovariateFieldError, check_covariates
 from nearcast.service.errors import ApiError
+from nearcast.service.forecast_log import log_item
 from nearcast.service.preparation import (
     PreparedSeries,
     check_time_axis,
@@ -54,6 +56,7 @@ class _Plan:
     served: LoadedModel
     horizon: int
     quantiles: list[float]
+    calibration: calibration.Calibration | None = None  # None: the raw quantiles are served
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,9 @@ def plan(req: ForecastRequest, state: AppState) -> _Plan:
             check_covariates(item, served.forecaster.meta.features, config.horizon)
         except CovariateFieldError as exc:
             raise ApiError(422, f"{_where(i, req)}.{exc.field}", str(exc)) from None
-    return _Plan(served, horizon, asked)
+    calibrations = state.calibration
+    return _Plan(served, horizon, asked,
+                 calibrations.get(served) if calibrations is not None else None)
 
 
 def prepare(req: ForecastRequest, forecaster: Forecaster) -> _Inputs:
@@ -188,6 +193,8 @@ def check_finite(req: ForecastRequest, p: _Plan, values: np.ndarray) -> None:
 def render(req: ForecastRequest, p: _Plan, inputs: _Inputs, values: np.ndarray) -> bytes:
     """The JSON response (shaped as :class:`ForecastResponse`) for ``values`` ``(B, H, K)``.
 
+    ``values`` are the outputs as served (the calibrated intervals, :mod:`service.calibrations`).
+
     A series whose forecast is not finite makes the request a 422 (:func:`check_finite`).
 
     Plain dicts serialized by pydantic-core: the schema classes document the shape, building
@@ -244,9 +251,33 @@ async def run_forecast(state: AppState, body: bytes) -> bytes:
         raise ApiError(503, "server", f"busy: {exc}; retry later", headers=retry) from None
     except BatcherClosedError as exc:
         raise ApiError(503, "server", str(exc), headers=retry) from None
+    # Calibrated intervals (service.calibrations); ``values`` itself when served raw.
+    served = calibration.apply(values, forecaster.config.output_names, p.calibration)
     if heavy:
-        return await anyio.to_thread.run_sync(render, req, p, inputs, values)
-    return render(req, p, inputs, values)
+        out = await anyio.to_thread.run_sync(render, req, p, inputs, served)
+    else:
+        out = render(req, p, inputs, served)
+    log_served(state, req, p, inputs, values, None if served is values else served)
+    return out
 
 
-__all__ = ["check_finite", "parse_request", "plan", "prepare", "render", "run_forecast"]
+def log_served(state: AppState, req: ForecastRequest, p: _Plan, inputs: _Inputs,
+               values: np.ndarray, served: np.ndarray | None = None) -> None:
+    """Offer an answered request to the forecast log: references only, never waits.
+
+    Args:
+        state: the app's state (no log writer: nothing to do).
+        req: the request.
+        p: its plan (the model version and the served horizon).
+        inputs: its prepared series (each one's last history time).
+        values: the model's raw outputs ``(B, H, K)``.
+        served: the outputs as served after calibration ``(B, H, K)``; None when served raw.
+    """
+    writer = state.log_writer
+    if writer is not None:
+        writer.offer(log_item(p.served, [item.id for item in req.series],
+                              [prep.last for prep in inputs.prepared], values, p.horizon, served))
+
+
+__all__ = ["check_finite", "log_served", "parse_request", "plan", "prepare", "render",
+           "run_forecast"]

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # the CLI imports this module before TensorFlow should be loaded
+    from nearcast.models.monitoring.calibration import Calibration
     from nearcast.service.store import ModelStore
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -80,11 +81,36 @@ class Metrics:
         self.rejected = Counter("nearcast_queue_rejected",
                                 "Requests answered 503 because the model queue was full.",
                                 ["model"], registry=r)
+        self.log_written = Counter("nearcast_forecast_log_written",
+                                   "Served series forecasts written to the forecast log.",
+                                   registry=r)
+        self.log_dropped = Counter("nearcast_forecast_log_dropped",
+                                   "Served series forecasts not logged: the log's queue was full.",
+                                   registry=r)
+        self.log_failed = Counter("nearcast_forecast_log_failed",
+                                  "Served series forecasts not logged: the write failed.",
+                                  registry=r)
 
     def watch(self, store: ModelStore, queues: Callable[[], Mapping[str, _Queue]]) -> None:
         """Report the served versions and queue depths at scrape time."""
         worker = str(os.getpid()) if self.multiprocess else None
         self.exposed.register(_StateCollector(store, queues, worker))
+
+    def watch_monitor(self, summaries: Callable[[], Mapping[str, Mapping[str, Any] | None]]
+                      ) -> None:
+        """Report the monitor's latest summaries (model -> summary or None) at scrape time."""
+        self.exposed.register(_MonitorCollector(summaries))
+
+    def watch_calibration(self, current: Callable[[], Mapping[tuple[str, int], Calibration]]
+                          ) -> None:
+        """Report each served version's calibration factors at scrape time."""
+        worker = str(os.getpid()) if self.multiprocess else None
+        self.exposed.register(_CalibrationCollector(current, worker))
+
+    def watch_log(self, queued: Callable[[], int]) -> None:
+        """Report the forecast log's queue depth (series) at scrape time."""
+        worker = str(os.getpid()) if self.multiprocess else None
+        self.exposed.register(_LogQueueCollector(queued, worker))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text (summed over workers in multiprocess mode) and its content type."""
@@ -116,6 +142,85 @@ class _StateCollector(Collector):
         for name, queue in self.queues().items():
             depth.add_metric([name, *extra], queue.pending)
         yield from (version, loaded, failures, depth)
+
+
+class _CalibrationCollector(Collector):
+    def __init__(self, current: Callable[[], Mapping[tuple[str, int], Calibration]],
+                 worker: str | None) -> None:
+        self.current = current
+        self.extra = {"worker": worker} if worker else {}
+
+    def collect(self) -> Iterator[Metric]:
+        keys, extra = list(self.extra), list(self.extra.values())
+        factor = GaugeMetricFamily("nearcast_calibration_factor", "Interval calibration factor "
+                                   "of a served version, averaged over the horizon steps (1: "
+                                   "raw).", labels=["model", "version", "interval", *keys])
+        stamp = GaugeMetricFamily("nearcast_calibration_computed_timestamp_seconds",
+                                  "When the version's calibration factors were computed.",
+                                  labels=["model", "version", *keys])
+        for (name, version), cal in self.current().items():
+            stamp.add_metric([name, str(version), *extra], cal.computed_at)
+            for interval, value in cal.mean_factors().items():
+                factor.add_metric([name, str(version), interval, *extra], value)
+        yield from (factor, stamp)
+
+
+class _LogQueueCollector(Collector):
+    def __init__(self, queued: Callable[[], int], worker: str | None) -> None:
+        self.queued = queued
+        self.extra = {"worker": worker} if worker else {}
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("nearcast_forecast_log_queue_series",
+                                  "Served series forecasts queued for the forecast log.",
+                                  labels=list(self.extra))
+        depth.add_metric(list(self.extra.values()), self.queued())
+        yield depth
+
+
+class _MonitorCollector(Collector):
+    """Gauges from ``nearcast monitor``'s summaries (see :mod:`models.monitoring.summary`)."""
+
+    def __init__(self, summaries: Callable[[], Mapping[str, Mapping[str, Any] | None]]) -> None:
+        self.summaries = summaries
+
+    def collect(self) -> Iterator[Metric]:
+        mv = ["model", "version"]
+        metric = GaugeMetricFamily("nearcast_monitor_metric", "Live accuracy of a version over "
+                                   "the monitor's window.", labels=[*mv, "metric"])
+        naive = GaugeMetricFamily("nearcast_monitor_seasonal_naive_metric", "Seasonal naive's "
+                                  "accuracy on the same points.", labels=[*mv, "metric"])
+        ratio = GaugeMetricFamily("nearcast_monitor_holdout_ratio", "Live metric / the "
+                                  "version's holdout metric.", labels=mv)
+        coverage = GaugeMetricFamily("nearcast_monitor_coverage", "Coverage of the checked "
+                                     "interval, as served or raw.", labels=[*mv, "kind"])
+        alarm = GaugeMetricFamily("nearcast_monitor_alarm", "1 while an alarm is raised on a "
+                                  "version that serves.", labels=mv)
+        degraded = GaugeMetricFamily("nearcast_monitor_degraded_days", "Degraded days in a row "
+                                     "up to the version's newest day.", labels=mv)
+        last = GaugeMetricFamily("nearcast_monitor_last_run_timestamp_seconds",
+                                 "When nearcast monitor last summarised the model.",
+                                 labels=["model"])
+        for name, body in self.summaries().items():
+            if not body:
+                continue
+            last.add_metric([name], float(body["computed_at"]))
+            key = body["config"]["metric"]
+            for entry in body["versions"]:
+                labels = [name, str(entry["version"])]
+                for family, scores in ((metric, entry["metrics"]),
+                                       (naive, entry["seasonal_naive"])):
+                    for m, value in scores.items():
+                        if m not in ("points", "excluded") and value is not None:
+                            family.add_metric([*labels, m], float(value))
+                if entry["ratios"].get(key) is not None:
+                    ratio.add_metric(labels, float(entry["ratios"][key]))
+                for kind in ("served", "raw"):
+                    if entry["coverage"][kind] is not None:
+                        coverage.add_metric([*labels, kind], float(entry["coverage"][kind]))
+                alarm.add_metric(labels, float(entry["alarm"]["raised"]))
+                degraded.add_metric(labels, float(entry["alarm"]["degraded_days"]))
+        yield from (metric, naive, ratio, coverage, alarm, degraded, last)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,33 @@ class CovariateInfo(BaseModel):
     categories: list[str] | None = Field(None, description="A categorical covariate's values.")
 
 
+class IntervalCalibration(BaseModel):
+    """The calibration factors of one central interval, per horizon step."""
+
+    factors: list[float] = Field(description="Per step (index 0 = step 1): the factor both half "
+                                 "widths of the raw interval are multiplied by (1: raw).",
+                                 examples=[[1.0, 1.42, 1.87]])
+    points: list[int] = Field(description="Per step: the recent forecast errors (scores) the "
+                              "factor was computed from; below the minimum the factor is 1.",
+                              examples=[[0, 40, 200]])
+
+
+class CalibrationInfo(BaseModel):
+    """How the served intervals of a model are adjusted from its recent forecast errors."""
+
+    enabled: bool = Field(description="Whether calibrated intervals are served; false when "
+                          "switched off (NEARCAST_CALIBRATION_ENABLED) or without a forecast "
+                          "log to learn from.", examples=[True])
+    method: str = Field(description="How the factors are computed: split conformal per model "
+                        "version and horizon step.", examples=["conformal (per horizon step)"])
+    intervals: dict[str, IntervalCalibration] = Field(
+        default_factory=dict, examples=[{"0.1-0.9": {"factors": [1.0, 1.42], "points": [0, 40]}}],
+        description="Per central interval of the model's quantiles (\"lo-hi\"), the served "
+        "version's factors; empty: served raw (no factors yet, or off).")
+    computed_at: datetime | None = Field(None, description="When the factors were computed; "
+                                         "null: not yet.", examples=["2026-01-08T00:00:30Z"])
+
+
 class ModelInfo(BaseModel):
     """One configured model name: what is served and how the alias follower is doing."""
 
@@ -71,6 +98,8 @@ class ModelInfo(BaseModel):
                                        examples=[None])
     registry_reachable: bool | None = Field(None, description="Whether the last poll reached "
                                             "the registry.", examples=[True])
+    calibration: CalibrationInfo | None = Field(
+        None, description="Interval calibration of the served version (null: not known yet).")
 
 
 class ReloadResult(BaseModel):
@@ -84,4 +113,5 @@ class ReloadResult(BaseModel):
                                    examples=[None])
 
 
-__all__ = ["CovariateInfo", "ModelInfo", "ReloadResult"]
+__all__ = ["CalibrationInfo", "CovariateInfo", "IntervalCalibration", "ModelInfo",
+           "ReloadResult"]

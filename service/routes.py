@@ -11,6 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from nearcast.service.auth import check_key, require_admin, require_key
+from nearcast.service.calibrations import Calibrations
 from nearcast.service.errors import ApiError
 from nearcast.service.forecasting import run_forecast
 from nearcast.service.heap import settle_heap
@@ -94,8 +95,8 @@ def _ts(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
-def model_infos(store: ModelStore) -> list[ModelInfo]:
-    """What each configured name serves and how its alias follower is doing."""
+def model_infos(store: ModelStore, calibrations: Calibrations | None = None) -> list[ModelInfo]:
+    """What each configured name serves, its interval calibration and its alias follower."""
     out = []
     for name in store.names:
         status = store.status.get(name)
@@ -109,6 +110,8 @@ def model_infos(store: ModelStore) -> list[ModelInfo]:
             info |= {"version": served.ref.version, "run_id": served.ref.run_id,
                      "loaded_at": _ts(served.loaded_at), "metrics": fc.meta.metrics,
                      **fc.describe()}
+        if calibrations is not None:
+            info["calibration"] = calibrations.info(served)
         out.append(ModelInfo.model_validate(info))
     return out
 
@@ -117,7 +120,7 @@ def model_infos(store: ModelStore) -> list[ModelInfo]:
             responses={401: _ERRORS[401]})
 async def list_models(state: State) -> list[ModelInfo]:
     """What is served: version, run, frequency, window, horizon, quantiles, metrics, errors."""
-    return model_infos(state.require_store())
+    return model_infos(state.require_store(), state.calibration)
 
 
 @router.post("/v1/forecast", tags=["forecast"], response_model=ForecastResponse,

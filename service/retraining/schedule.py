@@ -1,11 +1,13 @@
-"""``nearcast scheduler``: run ``nearcast retrain`` for job files on their cron schedules.
+"""``nearcast scheduler``: run ``nearcast retrain`` / ``monitor`` for job files on their schedules.
 
-Each job file with a ``retrain.schedule`` is one APScheduler job. A run is a ``nearcast
-retrain`` subprocess: TensorFlow never lives in the scheduler, a crash or leak in one run cannot
-take the scheduler down, and the retraining lock still keeps out runs started elsewhere (cron,
-a Kubernetes CronJob, a person). Per job: at most one run at a time (a fire while a run is
-going is skipped and logged), fires missed while the scheduler was busy or down are coalesced
-into one, and a fire later than ``retrain.misfire_grace_seconds`` is skipped.
+Each ``retrain.schedule`` and each ``monitor.schedule`` of a job file is one APScheduler job. A
+run is a ``nearcast retrain`` (or ``nearcast monitor``) subprocess: TensorFlow never lives in
+the scheduler, a crash or leak in one run cannot take the scheduler down, and the retraining
+lock still keeps out runs started elsewhere (cron, a Kubernetes CronJob, a person, a monitor's
+alarm). Per job: at most one run at a time (a fire while a run is going is skipped and logged),
+fires missed while the scheduler was busy or down are coalesced into one, and a fire later than
+the section's ``misfire_grace_seconds`` is skipped. A monitor run that raises an alarm (exit 4)
+has finished normally.
 
 Cron expressions read like crontab (weekday 0 or 7 is Sunday) with one difference: when both
 day-of-month and weekday are restricted, both must match (crontab runs when either does).
@@ -36,43 +38,53 @@ from apscheduler.events import (
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from nearcast.models.config import RetrainConfig
-from nearcast.models.jobconfig import read_retrain_section
+from nearcast.models.config import Scheduled
+from nearcast.models.jobconfig import read_monitor_section, read_retrain_section
 from nearcast.service.logs import configure_logging
 
 log = logging.getLogger("nearcast.scheduler")
 
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 _EXIT_BUSY = 3  # job.EXIT_BUSY; not imported, to keep MLflow out of the scheduler
+_EXIT_ALARM = 4  # monitor_job.EXIT_ALARM, likewise
+_RESULT = {"retrain": "decision: ", "monitor": "monitor: "}
+"""Per command, the start of the output line that says how a run ended."""
 
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """A job file and its retraining schedule."""
+    """A job file, the command it is run with (``retrain`` or ``monitor``) and its schedule."""
 
     config: Path
     model: str | None
-    retrain: RetrainConfig
+    timing: Scheduled
+    command: str = "retrain"
 
     @property
     def label(self) -> str:
-        """How logs name the job: the file and, when set in it, the model."""
-        return f"{self.config.name} ({self.model})" if self.model else self.config.name
+        """How logs name the job: the file, the model when set in it, and a monitor's command."""
+        name = f"{self.config.name} ({self.model})" if self.model else self.config.name
+        return name if self.command == "retrain" else f"{name} {self.command}"
 
 
 def load_jobs(configs: Sequence[Path]) -> list[ScheduledJob]:
-    """Read each file's ``retrain:`` section; every file must set ``retrain.schedule``.
+    """Read each file's ``retrain:`` and ``monitor:`` sections; each file must set a schedule.
 
     Raises:
         ValueError: naming the file, when it is invalid, has no schedule or a bad cron field.
     """
     jobs = []
     for path in configs:
-        model, cfg = read_retrain_section(path)
-        if not cfg.schedule:
-            raise ValueError(f"{path}: retrain.schedule is not set (e.g. '0 3 * * *')")
-        cron_trigger(cfg.schedule, cfg.timezone, where=str(path))
-        jobs.append(ScheduledJob(Path(path), model, cfg))
+        model, retrain = read_retrain_section(path)
+        _, monitor = read_monitor_section(path)
+        if not retrain.schedule and not monitor.schedule:
+            raise ValueError(f"{path}: retrain.schedule is not set, nor monitor.schedule "
+                             "(e.g. '0 3 * * *')")
+        for command, cfg in (("retrain", retrain), ("monitor", monitor)):
+            if cfg.schedule:
+                where = str(path) if command == "retrain" else f"{path}: monitor.schedule"
+                cron_trigger(cfg.schedule, cfg.timezone, where=where)
+                jobs.append(ScheduledJob(Path(path), model, cfg, command))
     return jobs
 
 
@@ -127,7 +139,7 @@ def _day(token: str) -> int:
 
 
 class Runner:
-    """Runs ``nearcast retrain`` subprocesses and stops them on shutdown."""
+    """Runs ``nearcast retrain`` / ``monitor`` subprocesses and stops them on shutdown."""
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command or [sys.executable, "-m", "nearcast"])
@@ -136,11 +148,11 @@ class Runner:
         self.stopping = False
 
     def run(self, job: ScheduledJob) -> int:
-        """One retraining; every output line is logged. Returns the exit code."""
-        log.info("%s: retrain started", job.label,
+        """One run of the job's command; every output line is logged. Returns the exit code."""
+        log.info("%s: %s started", job.label, job.command,
                  extra={"event": "fire", "job": job.label, "config": str(job.config)})
-        t0, decision = time.monotonic(), ""
-        proc = subprocess.Popen([*self.command, "retrain", "--config", str(job.config)],
+        t0, decision, result = time.monotonic(), "", _RESULT[job.command]
+        proc = subprocess.Popen([*self.command, job.command, "--config", str(job.config)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with self._lock:
             self.children.add(proc)
@@ -148,20 +160,21 @@ class Runner:
             assert proc.stdout is not None
             for line in proc.stdout:
                 _relay(job.label, line.rstrip())
-                if line.startswith("decision: "):
-                    decision = line.removeprefix("decision: ").strip()
+                if line.startswith(result):
+                    decision = line.removeprefix(result).strip()
             code = proc.wait()
         finally:
             with self._lock:
                 self.children.discard(proc)
-        if code == 0:
+        if code == 0 or (job.command == "monitor" and code == _EXIT_ALARM):
             outcome = decision or "done"
         elif self.stopping:
             outcome = "stopped by the scheduler's shutdown (run marked KILLED, champion kept)"
         else:
             outcome = "already running elsewhere" if code == _EXIT_BUSY else "failed"
         seconds = time.monotonic() - t0
-        log.info("%s: retrain finished: %s (exit %d, %.1f s)", job.label, outcome, code, seconds,
+        log.info("%s: %s finished: %s (exit %d, %.1f s)", job.label, job.command, outcome, code,
+                 seconds,
                  extra={"event": "finished", "job": job.label, "outcome": outcome,
                         "exit_code": code, "seconds": round(seconds, 1)})
         return code
@@ -197,14 +210,14 @@ def _relay(label: str, line: str) -> None:
 
 
 def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingScheduler:
-    """A blocking scheduler with one cron job per job file (no overlap, coalesced misfires)."""
+    """A blocking scheduler with one cron job per schedule (no overlap, coalesced misfires)."""
     scheduler = BlockingScheduler(timezone="UTC")
     for job in jobs:
-        assert job.retrain.schedule is not None
-        scheduler.add_job(runner.run, cron_trigger(job.retrain.schedule, job.retrain.timezone),
-                          args=[job], id=str(job.config), name=job.label, max_instances=1,
-                          coalesce=True, misfire_grace_time=job.retrain.misfire_grace_seconds)
-    labels = {str(job.config): job.label for job in jobs}
+        assert job.timing.schedule is not None
+        scheduler.add_job(runner.run, cron_trigger(job.timing.schedule, job.timing.timezone),
+                          args=[job], id=_job_id(job), name=job.label, max_instances=1,
+                          coalesce=True, misfire_grace_time=job.timing.misfire_grace_seconds)
+    labels = {_job_id(job): job.label for job in jobs}
 
     def _skipped(event: JobSubmissionEvent | JobExecutionEvent) -> None:
         label = labels.get(event.job_id, event.job_id)
@@ -218,6 +231,10 @@ def build_scheduler(jobs: Sequence[ScheduledJob], runner: Runner) -> BlockingSch
 
     scheduler.add_listener(_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
     return scheduler
+
+
+def _job_id(job: ScheduledJob) -> str:
+    return str(job.config) if job.command == "retrain" else f"{job.config} {job.command}"
 
 
 def run_scheduler(configs: Sequence[Path], command: Sequence[str] | None = None) -> int:

@@ -11,8 +11,9 @@ last value).
 
 Before each *positive* (schema-valid) forecast request is sent, :func:`before_call` bends the
 generated body to those prose rules, keeping it schema-valid, so that valid requests reach the
-forecasting path and the positive-data check means what it says. Negative cases go out as
-generated.
+forecasting path and the positive-data check means what it says; positive actuals bodies
+(``POST /v1/actuals``, the same series) get times on the model's hourly grid. Negative cases go
+out as generated.
 """
 
 from __future__ import annotations
@@ -104,11 +105,40 @@ def fit(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def fit_actuals(body: dict[str, Any]) -> dict[str, Any]:
+    """An actuals body changed only where the prose rules demand: the served model, unique
+    ids, times on the model's hourly grid, no covariate fields."""
+    model = served()
+    out = dict(body)
+    if out.get("model") is not None and out["model"] != model["name"]:
+        out["model"] = model["name"]
+    series, ids = [], set()
+    for i, item in enumerate(out.get("series") or []):
+        values = list(item.get("values") or [1.0])
+        fitted: dict[str, Any] = {"id": item.get("id", f"s{i}"), "values": values}
+        if fitted["id"] in ids:
+            fitted["id"] = f"{fitted['id'][:190]}~{i}"
+        ids.add(fitted["id"])
+        if "timestamps" in item:
+            first = _time((item["timestamps"] or [None])[0]).replace(minute=0, second=0,
+                                                                     microsecond=0)
+            fitted["timestamps"] = [_iso(first + HOUR * k) for k in range(len(values))]
+        else:
+            fitted["start"] = _iso(_time(item.get("start")).replace(minute=0, second=0,
+                                                                     microsecond=0))
+        series.append(fitted)
+    out["series"] = series
+    return out
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    """Fit positive forecast bodies to the prose rules (see the module docstring)."""
+    """Fit positive forecast and actuals bodies to the prose rules (see the module docstring)."""
     meta = case.meta
-    if (case.method.upper() != "POST" or case.path != "/v1/forecast" or meta is None
-            or not meta.generation.mode.is_positive or not isinstance(case.body, dict)):
+    if (case.method.upper() != "POST" or meta is None or not meta.generation.mode.is_positive
+            or not isinstance(case.body, dict)):
         return
-    case.body = fit(case.body)
+    if case.path == "/v1/forecast":
+        case.body = fit(case.body)
+    elif case.path == "/v1/actuals":
+        case.body = fit_actuals(case.body)

@@ -41,15 +41,16 @@ class QuantileModel:
     job: Trained
 
 
-def train_quantile_model(champion: Champion, tiny_df: pd.DataFrame) -> QuantileModel:
-    """Train a tiny 0.1/0.5/0.9 model (1 epoch) next to the champion."""
-    settings = champion.settings.model_copy(update={"model_name": "tinyq"})
+def train_quantile_model(champion: Champion, tiny_df: pd.DataFrame, name: str = "tinyq"
+                         ) -> QuantileModel:
+    """Train a tiny 0.1/0.5/0.9 model (1 epoch) next to the champion, champion of ``name``."""
+    settings = champion.settings.model_copy(update={"model_name": name})
     config = TINY_MODEL.model_copy(update={"quantiles": QUANTILES})
     config = type(config).model_validate(config.model_dump())  # re-run the validator (adds 0.5)
     train = TINY_TRAIN.model_copy(update={"epochs": 1, "loss": "pinball"})
     job = train_tiny(tiny_df, config, train, settings, "tests:m4_tiny")
     assert job.version is not None
-    registry.promote(settings.connect(), "tinyq", job.version.version, "tests")
+    registry.promote(settings.connect(), name, job.version.version, "tests")
     return QuantileModel(settings, job)
 
 
