@@ -2,9 +2,10 @@
 
 :class:`Calibrations` holds one :class:`~models.monitoring.calibration.Calibration` per served
 (model, version), computed by :func:`~models.monitoring.calibration.factors` from the forecast
-log's forecasts matched with actuals (:meth:`ForecastLog.matched`). A background task refreshes
-them every ``refresh_seconds`` in a worker thread, and ``POST /v1/actuals`` refreshes its model
-right after storing new values. A refresh reads only the forecasts logged since the oldest one
+log's forecasts matched with actuals (:meth:`ForecastLog.matched`). They are computed before the
+server turns ready; a background task refreshes them every ``refresh_seconds`` in a worker
+thread and as soon as the alias brings a new version, and ``POST /v1/actuals`` refreshes its
+model right after storing new values. A refresh reads only the forecasts logged since the oldest one
 its windows hold (:attr:`Calibration.window_start`) once every window is full.
 
 Requests read the current factors without a lock (a refresh swaps the whole mapping). A
@@ -118,12 +119,33 @@ class Calibrations:
         return body | {"enabled": self.enabled, "method": METHOD}
 
 
+WATCH_SECONDS = 0.5
+"""How often the refresh task looks for a newly served version (it is calibrated at once)."""
+
+
+def _served_keys(store: ModelStore) -> frozenset[Key]:
+    return frozenset((name, int(m.ref.version)) for name, m in list(store.models.items()))
+
+
 async def _refresh_forever(state: AppState, calibrations: Calibrations, every: float) -> None:
-    """Refresh now, then every ``every`` seconds."""
+    """Refresh every ``every`` seconds, and as soon as the set of served versions changes.
+
+    The first refresh ran before the server turned ready (:func:`calibrating`), so a version
+    served from start-up is calibrated from its first forecast; one that the alias brings
+    later is calibrated within :data:`WATCH_SECONDS` of being swapped in.
+    """
+    loop = asyncio.get_running_loop()
+    known = _served_keys(state.store) if state.store is not None else frozenset()
+    due = loop.time() + every
     while True:
-        if state.store is not None:
-            await calibrations.refresh_now(state.store)
-        await asyncio.sleep(every)
+        await asyncio.sleep(min(WATCH_SECONDS, every))
+        store = state.store
+        if store is None:
+            continue
+        keys = _served_keys(store)
+        if keys != known or loop.time() >= due:
+            await calibrations.refresh_now(store)
+            known, due = keys, loop.time() + every
 
 
 @contextlib.asynccontextmanager
@@ -138,6 +160,8 @@ async def calibrating(state: AppState, settings: CalibrationSettings) -> AsyncIt
     if not calibrations.enabled:
         yield
         return
+    if state.store is not None:  # before the server turns ready: no raw first forecasts
+        await calibrations.refresh_now(state.store)
     task = asyncio.create_task(_refresh_forever(state, calibrations, settings.refresh_seconds))
     try:
         yield
