@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from nearcast.models import registry
 from nearcast.models.jobconfig import JobConfig
 from nearcast.models.monitoring import monitor_run
 from nearcast.models.monitoring.alarms import AlarmState, alarm_states
@@ -146,7 +147,9 @@ def _monitor(config: Path, job: JobConfig, settings: MlflowSettings, store: Fore
         infos, notes = _versions(client, name, sorted(matched["version"].unique()), job,
                                  cfg.interval)
         scores = live_scores(matched, history, infos, cfg.interval)
-        states = alarm_states(scores.by_day, infos, cfg)
+        serving = registry.version_for_alias(client, name, registry.CHAMPION)
+        states = alarm_states(scores.by_day, infos, cfg,
+                              None if serving is None else serving.version)
         summary = build_summary(name, cfg, scores, states, infos, run_id, notes + scores.notes)
         monitor_run.record(client, run_id, scores, states, infos, cfg, history, summary)
         store.write_summary(name, summary)

@@ -5,8 +5,10 @@ A day (the UTC day of the forecast targets) is *degraded* when the live metric e
 outside ``coverage_band`` (:class:`models.config.MonitorConfig`). A check that cannot be made
 (no holdout score, no interval) does not degrade a day. A version is *alarmed* when its newest
 ``days`` scored days are all degraded; days without forecasts of the version are skipped, not
-counted as healthy. The alarm is *active* while the version still serves: it was scored on the
-newest day any version of the model was.
+counted as healthy. The alarm is *active* while the version still serves: it holds the serving
+alias when the registry says which version does (``serving``), else it was scored on the newest
+day any version of the model was. The registry decides first because the log may not hold the
+newest version's forecasts yet (its first day unscored, or its rows still in a server's queue).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class AlarmState:
             holdout), ``coverage``, ``degraded`` and ``reason`` (empty when healthy).
         streak: degraded days in a row, ending at the version's newest day.
         alarm: ``streak >= days``.
-        active: the version was scored on the newest day of the model.
+        active: the version still serves (see the module's doc).
         since: the first day of the degraded streak (None without a streak).
     """
 
@@ -80,9 +82,13 @@ def daily_checks(by_day: pd.DataFrame, holdout: Mapping[str, float], cfg: Monito
                          "degraded": (too_high | outside).to_numpy(), "reason": reasons})
 
 
-def alarm_states(by_day: pd.DataFrame, infos: Mapping[int, VersionInfo], cfg: MonitorConfig
-                 ) -> dict[int, AlarmState]:
-    """Every version's :class:`AlarmState` (``by_day``: :attr:`LiveScores.by_day`)."""
+def alarm_states(by_day: pd.DataFrame, infos: Mapping[int, VersionInfo], cfg: MonitorConfig,
+                 serving: int | None = None) -> dict[int, AlarmState]:
+    """Every version's :class:`AlarmState` (``by_day``: :attr:`LiveScores.by_day`).
+
+    ``serving``: the version behind the alias the API follows (None: unknown, so the version
+    scored on the newest day counts as serving).
+    """
     newest = by_day["day"].max()
     out = {}
     for version, part in by_day.sort_values("day").groupby("version"):
@@ -91,8 +97,8 @@ def alarm_states(by_day: pd.DataFrame, infos: Mapping[int, VersionInfo], cfg: Mo
         degraded = days["degraded"].tolist()
         streak = next((i for i, bad in enumerate(reversed(degraded)) if not bad), len(degraded))
         since = pd.Timestamp(days["day"].iloc[len(days) - streak]) if streak else None
-        out[v] = AlarmState(v, days, streak, streak >= cfg.days, bool(days["day"].iloc[-1] ==
-                                                                      newest), since)
+        active = v == serving if serving is not None else bool(days["day"].iloc[-1] == newest)
+        out[v] = AlarmState(v, days, streak, streak >= cfg.days, active, since)
     return out
 
 

@@ -139,3 +139,7 @@ def test_alarm_after_days_degraded_days_and_not_before() -> None:
                                      by_day([healthy], [0.8], version=2, start=3)]), info, cfg)
     assert states[1].alarm and not states[1].active and not states[1].raised
     assert not states[2].alarm and states[2].active
+    # The registry says v2 serves, before the log holds any day of v2: v1's alarm is retired.
+    alone = alarm_states(by_day([bad] * 3, [0.8] * 3), info, cfg, serving=2)[1]
+    assert alone.alarm and not alone.active and not alone.raised
+    assert alarm_states(by_day([bad] * 3, [0.8] * 3), info, cfg, serving=1)[1].raised
