@@ -176,7 +176,8 @@ class ForecastLogSettings(BaseSettings):
     batch_series: int = Field(2000, ge=1, description="Series written per batch.")
     flush_seconds: float = Field(0.5, gt=0, description="Seconds between the writer's flushes.")
     retention_days: float = Field(
-        90, gt=0, description="Forecasts logged and actuals older than this are pruned.")
+        90, gt=0, description="Days the log keeps forecasts and actuals, counted from when it "
+        "received them.")
 
     def resolved_url(self, home: Path | None = None) -> str:
         """The log's URL, defaulting to SQLite in ``home`` (default ``NEARCAST_HOME``)."""

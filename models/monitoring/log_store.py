@@ -119,12 +119,15 @@ class ForecastLog:
                 time.sleep(0)
         return inserted
 
-    def write_actuals(self, model: str, frame: pd.DataFrame) -> ActualsWrite:
+    def write_actuals(self, model: str, frame: pd.DataFrame, *, now: float | None = None
+                      ) -> ActualsWrite:
         """Store actuals of ``model``: new points, corrections, and points already stored.
 
         Args:
             model: the registered model name the actuals belong to.
             frame: ``unique_id``, ``ds`` (UTC), ``y`` (finite), one row per series and time.
+            now: when they were received (epoch seconds; default the clock): what retention
+                counts from (:meth:`prune`).
 
         Raises:
             ValueError: naming the series and timestamp of a value not finite or given twice.
@@ -133,7 +136,7 @@ class ForecastLog:
         if not len(ids):
             return ActualsWrite(0, 0, 0)
         new = pd.DataFrame({UNIQUE_ID: ids, DS: ds, Y: y})
-        now = time.time()
+        now = time.time() if now is None else now
         with write_transaction(self._engine, lock=f"actuals:{model}") as conn:
             old = self._stored(conn, model, new)
             merged = new.merge(old, on=[UNIQUE_ID, DS], how="left", suffixes=("", "_old"))
@@ -244,7 +247,10 @@ class ForecastLog:
             return int(conn.execute(query).scalar_one())
 
     def prune(self, retention_days: float, now: float | None = None) -> tuple[int, int]:
-        """Remove forecasts logged, and actuals dated, more than ``retention_days`` ago.
+        """Remove forecasts logged, and actuals received, more than ``retention_days`` ago.
+
+        Both count from when the log got them, not from the timestamps they are about, so
+        actuals backfilled for old dates stay as long as the forecasts they are matched with.
 
         Returns:
             ``(forecast rows, actuals)`` removed (monitor summaries that old go too).
@@ -252,7 +258,7 @@ class ForecastLog:
         cutoff = (time.time() if now is None else now) - retention_days * _DAY
         with write_transaction(self._engine) as conn:
             forecasts = conn.execute(sa.delete(FORECASTS).where(FORECASTS.c.logged_at < cutoff))
-            actuals = conn.execute(sa.delete(ACTUALS).where(ACTUALS.c.ds < int(cutoff)))
+            actuals = conn.execute(sa.delete(ACTUALS).where(ACTUALS.c.received_at < cutoff))
             conn.execute(sa.delete(SUMMARY).where(SUMMARY.c.computed_at < cutoff))
         return int(forecasts.rowcount), int(actuals.rowcount)
 

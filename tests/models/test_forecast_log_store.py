@@ -196,8 +196,9 @@ def test_prune_drops_what_is_older_than_retention(store: ForecastLog) -> None:
     now = T0 + 100 * day
     store.write_forecasts([_row("old", "a", logged_at=now - 11 * day),
                            _row("new", "a", logged_at=now - 9 * day)])
-    store.write_actuals("m", _actuals(["a", "a"], [int(now - 12 * day), int(now - day)],
-                                      [1.0, 2.0]))
+    # Actuals count from when they were received, not from their dates.
+    store.write_actuals("m", _actuals(["a"], [int(now - 50 * day)], [1.0]), now=now - 11 * day)
+    store.write_actuals("m", _actuals(["a"], [int(now - 60 * day)], [2.0]), now=now - 9 * day)
     assert store.prune(10, now=now) == (1, 1)
     assert store.forecasts("m")["forecast_id"].unique().tolist() == ["new"]
     assert store.actuals("m")["y"].tolist() == [2.0]
