@@ -5,7 +5,9 @@ served as one model) is trained through the same code path
 as ``nearcast train`` (:func:`nearcast.models.train.train`, into a throwaway MLflow store under
 ``benchmarks/results/tmp/``). The last ``horizon`` = 48 points of every series are held out;
 training and early stopping never see them. Reported per config: sMAPE, MASE and OWA (relative
-to Naive2) of the model, naive, seasonal naive and Naive2 on that holdout; the training wall
+to Naive2) of the model, naive, seasonal naive and Naive2 on that holdout; for a model with
+quantiles, the coverage and MSIS (M4's mean scaled interval score) of each central interval
+(``intervals``: ``coverage_80``, ``msis_80``); the training wall
 time (the fit loop, and the whole job including MLflow logging and registration); the wall time
 to forecast every series once (median of 3 after one warm-up call).
 
@@ -102,8 +104,10 @@ def run_config(path: Path, quick: bool, store: Path, verbose: bool) -> dict[str,
         "members": len(job.members),
         "epochs_run": len(job.training.epochs), "best_epoch": job.training.best_epoch,
         "stop_reason": job.training.stop_reason,
-        "train_seconds": sum(m.result.seconds for m in job.members),
-        "interval_coverage": job.evaluation.intervals,
+        "train_seconds": job.model.fitted.train_seconds if job.model.fitted else 0.0,
+        "refit_seconds": job.model.fitted.refit.seconds
+        if job.model.fitted and job.model.fitted.refit else None,
+        "intervals": job.evaluation.intervals,
         "job_seconds": job_seconds,
         "forecast_seconds": _forecast_seconds(job, data.frame, job_cfg.model.horizon),
         "scores": scores,
@@ -125,6 +129,10 @@ def print_table(runs: list[dict[str, Any]]) -> None:
               f"{run['stop_reason']}, best {run['best_epoch']}); job {run['job_seconds']:.0f}s; "
               f"forecast {run['series']} series {run['forecast_seconds'] * 1000:.0f} ms; "
               f"beats seasonal naive: sMAPE {beats['smape']}, MASE {beats['mase']}")
+        iv = run.get("intervals") or {}
+        for width in sorted({k.split("_", 1)[1] for k in iv}, key=int, reverse=True):
+            print(f"{'':18s}{width}% interval: coverage {iv[f'coverage_{width}']:.3f}, "
+                  f"MSIS {iv[f'msis_{width}']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

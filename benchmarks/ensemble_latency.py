@@ -3,7 +3,8 @@
 Both models come from ``configs/m4-hourly.yaml``: the single model is its base config, the
 ensemble its 4 members joined into one graph (latency depends on the graph, not on how long it
 trained, so each trains for a few seconds on a subset). One nearcast app on 127.0.0.1 serves
-both; requests alternate between them one at a time (bounded count and time), each a 336-point
+both (through the XLA ladder, the default; ``NEARCAST_XLA=false`` for the plain path);
+requests alternate between them one at a time (bounded count and time), each a 336-point
 history asking for 48 steps. Reports p50/p99 per model and the ratio (issue target: the
 ensemble within 3x the single model).
 

@@ -81,10 +81,11 @@ def _accuracy_rows(acc: Mapping[str, Any] | None, peers: Mapping[str, Any] | Non
         cfg, members = run["model"], run.get("members", 1)
         kind = f"ensemble of {members}" if members > 1 else f"{cfg['cell'].upper()}"
         name = f"nearcast {kind} {cfg['units']}x{cfg['layers']} ({run['config']})"
-        coverage = (run.get("interval_coverage") or {}).get("coverage_80")
+        intervals = run.get("intervals") or run.get("interval_coverage") or {}
         rows.append({"method": name, **_scores(run["scores"]["model"]),
                      "training (s)": run["train_seconds"], "forecast (s)": run["forecast_seconds"],
-                     "series": run["series"], "80% coverage": coverage})
+                     "series": run["series"], "80% coverage": intervals.get("coverage_80"),
+                     "80% MSIS": intervals.get("msis_80")})
     return rows
 
 
@@ -127,9 +128,9 @@ def _accuracy(results: Path) -> list[str]:
         return []
     rows = _accuracy_rows(acc, peers)
     cols = ["method", "smape", "mase", "owa", "training (s)", "forecast (s)", "series",
-            "80% coverage"]
+            "80% coverage", "80% MSIS"]
     heads = ["method", "sMAPE", "MASE", "OWA", "training (s)", "forecast (s)", "series",
-             "80% interval coverage"]
+             "80% interval coverage", "80% interval MSIS"]
     lines = [
         "## Accuracy: M4 Hourly, last 48 points of each series held out", "",
         "Every method forecasts the last 48 points of each bundled M4 Hourly training series "
@@ -140,7 +141,11 @@ def _accuracy(results: Path) -> list[str]:
         "`nearcast train`'s code path (`benchmarks/accuracy_bench.py`); training is the fit "
         "loop's wall time, forecast the time to forecast every series once. Statistical "
         "methods have no separate training: their column holds fit + forecast of every series "
-        f"(statsforecast with `n_jobs={(peers or {}).get('n_jobs', '?')}`).", "",
+        f"(statsforecast with `n_jobs={(peers or {}).get('n_jobs', '?')}`). For a model with "
+        "quantiles, the 80% interval (q0.1 to q0.9) is scored by its coverage of the held-out "
+        "points and by MSIS, M4's interval metric (`models.mase.msis`: width plus 2/alpha times "
+        "each miss's distance, alpha = 0.2, scaled per series by the in-sample seasonal-naive "
+        "MAE like MASE; lower is better).", "",
         markdown_table(rows, cols, heads), ""]
     check = _baseline_check(acc, peers)
     lines += [check, ""] if check else []
@@ -159,9 +164,11 @@ def _training(results: Path) -> list[str]:
     if data is None:
         return []
     cols = ["side", "series", "epochs", "steps_per_epoch", "batch_size", "prepare_seconds",
-            "epoch_median_seconds", "samples_per_s", "val_loss", "peak_added_mib", "peak_rss_mib"]
+            "epoch_median_seconds", "samples_per_s", "samples_per_cpu_s", "val_loss",
+            "peak_added_mib", "peak_rss_mib"]
     heads = ["side", "series", "epochs", "steps/epoch", "batch", "prepare (s)", "s/epoch",
-             "samples/s", "val loss (last epoch)", "peak added (MiB)", "peak RSS (MiB)"]
+             "samples/s", "samples/CPU-s", "val loss (last epoch)", "peak added (MiB)",
+             "peak RSS (MiB)"]
     ratios = [f"- {k.replace('_', ' ')}: **{format_value(v)}**"
               for k, v in data.get("ratios", {}).items()]
     return ["## Training: nearcast's pipeline vs a tutorial-style `model.fit`", "",
@@ -170,8 +177,9 @@ def _training(results: Path) -> list[str]:
             "on windows gathered on the fly, `tutorial` = every window materialised as numpy "
             "arrays, then Keras `model.fit` (see `benchmarks/training_bench.py`). Each side ran "
             "in a fresh process; s/epoch is the median after the first (tracing) epoch and "
-            "includes the validation pass; peak added = resident high-water mark above the "
-            "process after loading the data.", "",
+            "includes the validation pass; samples/CPU-s divides by the process' CPU time per "
+            "epoch instead (all threads; steadier than wall time on a shared machine); peak "
+            "added = resident high-water mark above the process after loading the data.", "",
             markdown_table(data.get("runs", []), cols, heads), "", *ratios, ""]
 
 

@@ -62,7 +62,7 @@ BENCHES = (
     Bench("peers", "peers", 1200, 180),
     Bench("training", "training_bench", 900, 180),
     Bench("pipeline", "pipeline_bench", 2400, 180),
-    Bench("serve", "serve_bench", 900, 240),
+    Bench("serve", "serve_bench", 1200, 600),  # 2 servers compile the ensemble ladder
     Bench("ensemble", "ensemble_latency", 600, 240),
     Bench("load", "load_bench", 900, 300),
     Bench("epf", "epf_bench", 2400, 600),

@@ -18,6 +18,8 @@ number of epochs x steps:
 
 Each side runs in a fresh subprocess. Reported: time to prepare the data, time per epoch (median
 of the epochs after the first, which traces the step), samples/s (= steps x batch / that time),
+samples per CPU second (the same over the process' CPU time per epoch, all threads: the work
+a sample costs, steadier than wall time on a shared machine),
 the validation loss after the last epoch (both sides must learn), and memory: the peak resident
 set added on top of the process after the data frame is loaded (``VmHWM`` reset there) and the
 process' lifetime peak (``ru_maxrss``). Ratios are nearcast / tutorial for speed and
@@ -102,8 +104,10 @@ def run_nearcast(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     prepare = time.perf_counter() - t0
     keras.utils.set_random_seed(train_cfg.seed)
     model = build_model(model_cfg)
-    result = fit(model, model_cfg, train_cfg, data)
+    cpu = [time.process_time()]
+    result = fit(model, model_cfg, train_cfg, data, lambda log: cpu.append(time.process_time()))
     return {"prepare_seconds": prepare, "epoch_seconds": [e.seconds for e in result.epochs],
+            "epoch_cpu_seconds": [b - a for a, b in zip(cpu, cpu[1:], strict=False)],
             "val_loss": result.epochs[-1].val_loss, "windows_available": None,
             "train_seconds": result.seconds}
 
@@ -165,10 +169,12 @@ def run_tutorial(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
     keras.utils.set_random_seed(train_cfg.seed)
     model = _wrapper(build_model(model_cfg), make_loss(model_cfg, train_cfg.loss))
     model.compile(optimizer=_optimizer(train_cfg))
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     timer = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: stamps.append(time.perf_counter()),
-        on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter()))
+        on_epoch_begin=lambda epoch, logs: stamps.append((time.perf_counter(),
+                                                          time.process_time())),
+        on_epoch_end=lambda epoch, logs: stamps.append((time.perf_counter(),
+                                                        time.process_time())))
     t0 = time.perf_counter()
     history = model.fit({"history": arrays["history"], "mask": arrays["mask"]},
                         arrays["target"], batch_size=train_cfg.batch_size,
@@ -176,8 +182,9 @@ def run_tutorial(frame: Any, model_cfg: Any, train_cfg: Any) -> dict[str, Any]:
                         shuffle=True, validation_data=(data.val_inputs, data.val_target),
                         verbose=0, callbacks=[timer])
     train = time.perf_counter() - t0
-    epochs = [b - a for a, b in zip(stamps[::2], stamps[1::2], strict=True)]
-    return {"prepare_seconds": prepare, "epoch_seconds": epochs,
+    pairs = list(zip(stamps[::2], stamps[1::2], strict=True))
+    return {"prepare_seconds": prepare, "epoch_seconds": [b[0] - a[0] for a, b in pairs],
+            "epoch_cpu_seconds": [b[1] - a[1] for a, b in pairs],
             "val_loss": float(history.history["val_loss"][-1]),
             "windows_available": len(arrays["target"]),
             "windows_bytes": int(sum(a.nbytes for a in arrays.values())),
@@ -197,8 +204,10 @@ def worker(side: str, config_path: Path, quick: bool) -> dict[str, Any]:
     peak = max_rss_bytes()
     later = out["epoch_seconds"][1:] or out["epoch_seconds"]
     epoch = statistics.median(later)
+    cpu = statistics.median(out["epoch_cpu_seconds"][1:] or out["epoch_cpu_seconds"])
     samples = train_cfg.steps_per_epoch * train_cfg.batch_size
     return {"side": side, **out, "epoch_median_seconds": epoch, "samples_per_s": samples / epoch,
+            "epoch_median_cpu_seconds": cpu, "samples_per_cpu_s": samples / cpu,
             "samples_per_epoch": samples, "steps_per_epoch": train_cfg.steps_per_epoch,
             "epochs": train_cfg.epochs, "batch_size": train_cfg.batch_size,
             "series": int(frame["unique_id"].nunique()), "rss_before_mib": base / MIB,
@@ -221,6 +230,8 @@ def _ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     near, tut = rows["nearcast"], rows["tutorial"]
     added = near["peak_added_mib"], tut["peak_added_mib"]
     return {"samples_per_s_nearcast_over_tutorial": near["samples_per_s"] / tut["samples_per_s"],
+            "samples_per_cpu_s_nearcast_over_tutorial":
+                near["samples_per_cpu_s"] / tut["samples_per_cpu_s"],
             "epoch_seconds_tutorial_over_nearcast":
                 tut["epoch_median_seconds"] / near["epoch_median_seconds"],
             "prepare_seconds_tutorial_over_nearcast":
@@ -245,8 +256,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     conditions = machine_info()
     rows = {side: spawn(side, config_path, args.quick) for side in SIDES}
     print_table(list(rows.values()), ["side", "prepare_seconds", "epoch_median_seconds",
-                                      "samples_per_s", "val_loss", "peak_added_mib",
-                                      "peak_rss_mib"],
+                                      "samples_per_s", "samples_per_cpu_s", "val_loss",
+                                      "peak_added_mib", "peak_rss_mib"],
                 title="training: same model, same steps; nearcast pipeline vs numpy + model.fit")
     ratios = _ratios(rows)
     for key, value in ratios.items():

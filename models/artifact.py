@@ -7,6 +7,7 @@ forecast frame; ``load_forecaster(uri)`` gives the fast array path used by the s
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,16 @@ def log_forecaster(forecaster: Forecaster, name: str = "model") -> ModelInfo:
     return info
 
 
-def load_forecaster(model_uri: str, jit_compile: bool = False) -> Forecaster:
-    """Download a logged nearcast model and load its fast path (no pandas round-trips)."""
+def load_forecaster(model_uri: str, jit_compile: bool = False,
+                    batch_sizes: Sequence[int] | None = None) -> Forecaster:
+    """Download a logged nearcast model and load its fast path (no pandas round-trips).
+
+    ``jit_compile``/``batch_sizes``: see :class:`~nearcast.models.forecaster.Forecaster`.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        return Forecaster.load(Path(local) / "artifacts" / ARTIFACT_KEY, jit_compile=jit_compile)
+        return Forecaster.load(Path(local) / "artifacts" / ARTIFACT_KEY, jit_compile=jit_compile,
+                               batch_sizes=batch_sizes)
 
 
 __all__ = ["ARTIFACT_KEY", "NearcastPyfunc", "load_forecaster", "log_forecaster"]

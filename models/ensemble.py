@@ -13,8 +13,11 @@ import numpy as np
 from nearcast.models.architectures.builder import covariate_inputs
 from nearcast.models.architectures.combine import Combine, TakeLast, WidenIntervals
 from nearcast.models.config import Combiner, ModelConfig
-from nearcast.models.metrics import interval_coverage
+from nearcast.models.monitoring.calibration import conformal_factor, scores
 from nearcast.pipelines.features import FeatureSpec
+
+WINDOWED_INPUTS = ("history", "mask", "past")
+"""Inputs over the window, cut to each member's newest ``input_size`` points."""
 
 
 def ensemble_config(configs: list[ModelConfig]) -> ModelConfig:
@@ -46,10 +49,9 @@ def join_members(
     graph_inputs = {"history": keras.Input((None,), name="history"),
                     "mask": keras.Input((None,), name="mask")}
     graph_inputs |= covariate_inputs(features, joined.horizon)
-    windowed = ("history", "mask", "past")
     outputs = []
     for i, (member, cfg) in enumerate(zip(members, configs, strict=True)):
-        inputs = {k: TakeLast(cfg.input_size, name=f"{k}_{i}")(v) if k in windowed else v
+        inputs = {k: TakeLast(cfg.input_size, name=f"{k}_{i}")(v) if k in WINDOWED_INPUTS else v
                   for k, v in graph_inputs.items()}
         outputs.append(member(inputs)["forecast"])
     forecast = Combine(how, name="combine")(outputs) if len(outputs) > 1 else outputs[0]
@@ -63,6 +65,11 @@ def interval_factor(
 ) -> float:
     """Widening factor giving the outermost central interval ``target`` coverage.
 
+    Split conformal, as the served calibration (:mod:`models.monitoring.calibration`): each
+    point's score is the factor its interval (around the point forecast) needed to hold the
+    actual, and the factor is the ``ceil((n + 1) target)``-th smallest of the ``n`` scores, so
+    it covers at least ``target`` of the points it was fitted on.
+
     Args:
         forecasts: validation forecasts, shape ``(N, H, K)``.
         actual: validation actuals, shape ``(N, H)``.
@@ -70,16 +77,11 @@ def interval_factor(
         target: wanted coverage, e.g. 0.8.
 
     Returns:
-        The smallest factor from a fine grid whose coverage reaches ``target``.
+        The factor.
     """
     lo, hi, p = 0, len(config.quantiles) - 1, config.point_index
-    point = forecasts[:, :, p]
-    for factor in np.arange(0.2, 5.0, 0.01):
-        lower = point + (forecasts[:, :, lo] - point) * factor
-        upper = point + (forecasts[:, :, hi] - point) * factor
-        if interval_coverage(actual, lower, upper) >= target:
-            return float(round(factor, 2))
-    return 5.0
+    needed = scores(actual, forecasts[:, :, p], forecasts[:, :, lo], forecasts[:, :, hi])
+    return conformal_factor(needed.ravel(), target)
 
 
-__all__ = ["ensemble_config", "interval_factor", "join_members"]
+__all__ = ["WINDOWED_INPUTS", "ensemble_config", "interval_factor", "join_members"]

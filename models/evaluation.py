@@ -12,6 +12,7 @@ from nearcast.models.metrics import (
     evaluate_forecasts,
     interval_coverage,
     mase_by_step,
+    msis,
     owa,
     smape_by_step,
 )
@@ -31,7 +32,9 @@ class Evaluation:
         forecasts: method name -> point forecasts ``(S, H)`` (``model`` and each baseline).
         scores: method name -> metric name (:data:`models.config.METRICS`) -> value.
         by_step: ``{"smape": (H,), "mase": (H,)}`` for the model.
-        intervals: for quantile models, coverage of each central interval.
+        intervals: for quantile models, per central interval of width ``w`` percent (a
+            quantile pair ``q``, ``1 - q``): ``coverage_<w>`` and ``msis_<w>`` (M4's mean scaled
+            interval score with ``alpha = 1 - w / 100``, :func:`models.mase.msis`).
     """
 
     ids: np.ndarray
@@ -133,20 +136,32 @@ def score_forecasts(
         "mase": mase_by_step(actual, forecasts["model"], insample, season),
     }
     return Evaluation(np.asarray(ids), actual, forecasts, scores, by_step,
-                      _coverages(forecaster, result, actual))
+                      interval_scores(forecaster.config.quantiles, result, actual, insample,
+                                      season))
 
 
-def _coverages(forecaster: Forecaster, result: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    qs = forecaster.config.quantiles
+def interval_scores(quantiles: list[float], result: np.ndarray, actual: np.ndarray,
+                    insample: list[np.ndarray], season: int) -> dict[str, float]:
+    """``coverage_<w>`` and ``msis_<w>`` of each central interval of ``quantiles``.
+
+    Args:
+        quantiles: the model's output quantiles (the columns of ``result``).
+        result: outputs ``(S, h, Q)``.
+        actual: shape ``(S, h)``.
+        insample: the histories before ``actual`` (MSIS's scale).
+        season: the scale's seasonal lag.
+    """
     out = {}
-    for i, lo in enumerate(qs):
+    for i, lo in enumerate(quantiles):
         hi_q = round(1.0 - lo, 6)
-        if lo < 0.5 and hi_q in qs:
+        if lo < 0.5 and hi_q in quantiles:
             width = round((hi_q - lo) * 100)
-            out[f"coverage_{width}"] = interval_coverage(actual, result[:, :, i],
-                                                         result[:, :, qs.index(hi_q)])
+            lower, upper = result[:, :, i], result[:, :, quantiles.index(hi_q)]
+            out[f"coverage_{width}"] = interval_coverage(actual, lower, upper)
+            out[f"msis_{width}"] = msis(actual, lower, upper, insample, season,
+                                         round(1.0 - width / 100, 6))
     return out
 
 
-__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "score_forecasts",
-           "score_methods", "table_covariates"]
+__all__ = ["REFERENCE", "Evaluation", "evaluate_histories", "holdout_evaluate", "interval_scores",
+           "score_forecasts", "score_methods", "table_covariates"]

@@ -22,6 +22,8 @@ from nearcast.models.config import EnsembleConfig, ModelConfig, TrainConfig
 from nearcast.models.ensemble import ensemble_config, interval_factor, join_members
 from nearcast.models.evaluation import Evaluation, holdout_evaluate
 from nearcast.models.forecaster import Forecaster, ModelMeta
+from nearcast.models.joint import fit_joint
+from nearcast.models.refit import Refit, refit
 from nearcast.models.training import EpochLog, TrainData, TrainingDivergedError, TrainResult, fit
 from nearcast.pipelines.covariates import Covariate
 from nearcast.pipelines.features import FeatureSpec
@@ -55,6 +57,10 @@ class Fitted:
         table: the full regular series the fit saw (holdout included).
         started: wall-clock time (seconds since the epoch) when training began.
         interval_factor: how much an ensemble's intervals were widened (None: not at all).
+        joint: the members trained together (:mod:`models.joint`), not one after another.
+        refit: with ``train.refit``, how the served model was retrained on all the data; the
+            evaluation, member scores and interval factor are then the selected model's.
+        selected: the selected model (before the refit) when the served one was refitted.
     """
 
     forecaster: Forecaster
@@ -63,11 +69,15 @@ class Fitted:
     table: SeriesTable
     started: float
     interval_factor: float | None = None
+    joint: bool = False
+    refit: Refit | None = None
+    selected: Forecaster | None = None
 
     @property
     def train_seconds(self) -> float:
-        """Seconds spent in the training loops, all members together."""
-        return sum(m.result.seconds for m in self.members)
+        """Seconds spent in the selection training loops (wall clock), all members together."""
+        seconds = [m.result.seconds for m in self.members]
+        return max(seconds) if self.joint else sum(seconds)
 
 
 class FitDivergedError(TrainingDivergedError):
@@ -140,58 +150,121 @@ def fit_forecaster(
 ) -> Fitted:
     """Train on a regular long frame (already on ``grid``) and score on its holdout.
 
-    With ``ensemble``, each member trains in turn and the members are joined into ONE model
-    (median or mean), whose quantile intervals are widened on validation windows to
-    ``ensemble.interval_coverage``. ``init_weights`` (a warm start) apply to a single model.
-    ``covariates`` (the data's declarations) and the config's calendar and embedding make a
-    covariate model; its feature spec is fitted on ``df`` and stored in the model. Under
-    :func:`models.distributed.data_parallel` each network trains on this worker's shard of
-    ``df``; the holdout is scored on all of ``df``.
+    With ``ensemble``, the members train together (``ensemble.joint``, :mod:`models.joint`)
+    or in turn, and are joined into ONE model (median or mean), whose quantile intervals are
+    widened on validation windows to ``ensemble.interval_coverage``. ``init_weights`` (a warm
+    start) apply to a single model. ``covariates`` (the data's declarations) and the config's
+    calendar and embedding make a covariate model; its feature spec is fitted on ``df`` and
+    stored in the model. Under :func:`models.distributed.data_parallel` each network trains on
+    this worker's shard of ``df`` (members in turn); the holdout is scored on all of ``df``.
+    With ``train.refit`` the selected networks are retrained on all of ``df``
+    (:mod:`models.refit`) and the refitted model is served, with the selected one's scores.
 
     Raises:
         FitDivergedError: a loss went NaN/inf (nothing is returned).
-        ValueError: ``init_weights`` do not fit the network.
+        ValueError: ``init_weights`` do not fit the network; ``train.refit`` under
+            data-parallel training.
     """
     started = time.time()
+    if train.refit and distributed.current() is not None:
+        raise ValueError("train.refit is not supported with data-parallel training "
+                         "(--distributed): train without it, or set train.refit: false")
     features = feature_spec(df, config, covariates)
     full = SeriesTable.from_long(df, features)
     pairs = ensemble.member_configs(config, train) if ensemble else [(config, train)]
-    members: list[Member] = []
-    for i, (member_cfg, member_train) in enumerate(pairs):
-        listener = None if on_epoch is None else (lambda log, i=i: on_epoch(i, log))
-        result = _fit_one(df, member_cfg, member_train, init_weights if not ensemble else None,
-                          f"member_{i}" if ensemble else None, listener, features)
-        if result.diverged:
-            members.append(Member(member_cfg, member_train, result))
-            raise FitDivergedError("training diverged" + (f" (member {i})" if ensemble else ""),
-                                   members, started)
-        scores: dict[str, float] = {}
-        if ensemble:
-            alone = Forecaster(result.model, ModelMeta(config=member_cfg, grid=grid,
-                                                       features=features))
-            scores = holdout_evaluate(alone, full, member_cfg.horizon).scores["model"]
-        members.append(Member(member_cfg, member_train, result, scores))
+    joint = bool(ensemble and ensemble.joint and distributed.current() is None)
+    if joint:
+        assert ensemble is not None
+        members = _fit_jointly(df, pairs, train, ensemble, features, on_epoch, started)
+    else:
+        members = []
+        for i, (member_cfg, member_train) in enumerate(pairs):
+            _fit_in_turn(df, i, member_cfg, member_train, init_weights if not ensemble else None,
+                         bool(ensemble), features, on_epoch, started, members)
+    if ensemble:
+        members = [Member(m.config, m.train, m.result, holdout_evaluate(
+            Forecaster(m.result.model, ModelMeta(config=m.config, grid=grid, features=features)),
+            full, m.config.horizon).scores["model"]) for m in members]
     factor = None
     if ensemble is None:
         model, served = members[0].result.model, config
     else:
         model, served, factor = _assemble(df, ensemble, members, grid, features)
-    forecaster = Forecaster(model, ModelMeta(config=served, grid=grid,
-                                             train_series=len(full.ids), features=features))
+    meta = ModelMeta(config=served, grid=grid, train_series=len(full.ids), features=features)
+    forecaster = Forecaster(model, meta)
     evaluation = holdout_evaluate(forecaster, full, served.horizon)
     forecaster.meta.metrics = evaluation.scores["model"]
-    return Fitted(forecaster, evaluation, members, full, started, factor)
+    done, selected = None, None
+    if train.refit:
+        done = _refit(full, members, train, ensemble, features, init_weights, started)
+        selected = forecaster
+        forecaster = Forecaster(done.models[0] if ensemble is None else join_members(
+            done.models, [m.config for m in members], ensemble.combine, factor, features),
+            meta.model_copy(update={"metrics": evaluation.scores["model"]}))
+    return Fitted(forecaster, evaluation, members, full, started, factor, joint, done, selected)
+
+
+def _fit_in_turn(df: pd.DataFrame, i: int, config: ModelConfig, train: TrainConfig,
+                 init_weights: list[np.ndarray] | None, ensemble: bool,
+                 features: FeatureSpec | None, on_epoch: OnEpoch | None, started: float,
+                 before: list[Member]) -> None:
+    """Train member ``i`` on its own and append it to ``before`` (the members so far)."""
+    listener = None if on_epoch is None else (lambda log: on_epoch(i, log))
+    result = _fit_one(df, config, train, init_weights, f"member_{i}" if ensemble else None,
+                      listener, features)
+    member = Member(config, train, result)
+    before.append(member)
+    if result.diverged:
+        raise FitDivergedError("training diverged" + (f" (member {i})" if ensemble else ""),
+                               before, started)
+
+
+def _fit_jointly(df: pd.DataFrame, pairs: list[tuple[ModelConfig, TrainConfig]],
+                 train: TrainConfig, ensemble: EnsembleConfig, features: FeatureSpec | None,
+                 on_epoch: OnEpoch | None, started: float) -> list[Member]:
+    """The members trained together on the widest member's windows (:func:`fit_joint`)."""
+    configs = [c for c, _ in pairs]
+    data, _ = split_for_training(df, ensemble_config(configs), features, train.val_windows)
+    models = []
+    for i, (member_cfg, member_train) in enumerate(pairs):
+        keras.utils.set_random_seed(member_train.seed)  # the initial weights follow the seed
+        models.append(build_model(member_cfg, name=f"member_{i}", features=features))
+    results = fit_joint(models, configs, train, data, ensemble.budget(train), on_epoch)
+    members = [Member(c, t, r) for (c, t), r in zip(pairs, results, strict=True)]
+    bad = [i for i, r in enumerate(results) if r.diverged]
+    if bad:
+        raise FitDivergedError(f"training diverged (member {bad[0]})", members[: bad[0] + 1],
+                               started)
+    return members
+
+
+def _refit(full: SeriesTable, members: list[Member], train: TrainConfig,
+           ensemble: EnsembleConfig | None, features: FeatureSpec | None,
+           init_weights: list[np.ndarray] | None, started: float) -> Refit:
+    """Retrain the selected networks on all of ``full`` for their selected steps."""
+    names: list[str | None] = ([f"member_{i}" for i in range(len(members))] if ensemble
+                               else [None])
+    try:
+        return refit(full, [m.config for m in members], [m.train.seed for m in members],
+                     train, [m.result.best_step for m in members], names, features,
+                     None if ensemble else init_weights)
+    except FloatingPointError as exc:
+        raise FitDivergedError(f"refit diverged: {exc}", members, started) from None
 
 
 def _assemble(df: pd.DataFrame, ensemble: EnsembleConfig, members: list[Member], grid: GridRule,
               features: FeatureSpec | None) -> tuple[keras.Model, ModelConfig, float | None]:
-    """Join the members; widen quantile intervals to the wanted coverage on validation windows."""
+    """Join the members; widen quantile intervals to the wanted coverage on validation windows.
+
+    The factor is fitted on the newest ``ensemble.interval_windows`` windows of each series
+    before the holdout (never on the holdout).
+    """
     configs, models = [m.config for m in members], [m.result.model for m in members]
     joined_cfg = ensemble_config(configs)
     joined = join_members(models, configs, ensemble.combine, features=features)
     if not joined_cfg.quantiles or ensemble.interval_coverage is None:
         return joined, joined_cfg, None
-    data, _ = split_for_training(df, joined_cfg, features, members[0].train.val_windows)
+    data, _ = split_for_training(df, joined_cfg, features, ensemble.interval_windows)
     meta = ModelMeta(config=joined_cfg, grid=grid, features=features)
     raw = Forecaster(joined, meta).predict_inputs(data.val_inputs)
     factor = interval_factor(raw, data.val_target, joined_cfg, ensemble.interval_coverage)

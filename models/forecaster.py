@@ -1,13 +1,16 @@
 """A trained forecaster with everything needed to turn raw history into a forecast.
 
 :class:`Forecaster` couples the Keras network with its :class:`ModelMeta` (config, grid rule,
-data digest) and exposes the fast array path the service calls: a ``tf.function``
-with a fixed-rank input signature, traced once.
+data digest) and exposes the fast array path the service calls: a ``tf.function`` with a
+fixed-rank input signature, traced once; or, with ``jit_compile``, a
+:class:`models.compiled.CompiledLadder` of XLA-compiled batch sizes, all compiled by
+:meth:`Forecaster.warmup`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import nearcast.models.architectures.registry  # noqa: F401  (registers every custom layer for loading)
+from nearcast.models.compiled import DEFAULT_LIMIT, CompiledLadder, example_inputs, ladder_sizes
 from nearcast.models.config import ModelConfig
 from nearcast.pipelines.feature_windows import CovariateBatch
 from nearcast.pipelines.features import FeatureSpec
@@ -94,17 +98,35 @@ class Forecast:
 
 
 class Forecaster:
-    """Keras network + metadata + compiled prediction function."""
+    """Keras network + metadata + compiled prediction function.
 
-    def __init__(self, model: keras.Model, meta: ModelMeta, jit_compile: bool = False) -> None:
+    Args:
+        model: the Keras network (inputs by name, ``{"forecast": (B, H, K)}`` out).
+        meta: its metadata.
+        jit_compile: predict through an XLA :class:`CompiledLadder` (compiled by
+            :meth:`warmup`) instead of the plain ``tf.function``.
+        batch_sizes: the ladder's batch sizes (default: powers of two up to 256).
+    """
+
+    def __init__(self, model: keras.Model, meta: ModelMeta, jit_compile: bool = False,
+                 batch_sizes: Sequence[int] | None = None) -> None:
         self.model, self.meta = model, meta
         self.input_specs = input_specs(meta)
 
         def _predict(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
             return model(inputs, training=False)["forecast"]
 
-        self._predict = tf.function(_predict, input_signature=[self.input_specs],
-                                    jit_compile=jit_compile)
+        self._predict = tf.function(_predict, input_signature=[self.input_specs])
+        self.ladder = (CompiledLadder(_predict, self.input_specs,
+                                      batch_sizes or ladder_sizes(DEFAULT_LIMIT))
+                       if jit_compile else None)
+
+    @property
+    def compiles(self) -> int:
+        """Traces of the prediction function so far (XLA: one per compiled batch size)."""
+        if self.ladder is not None:
+            return self.ladder.compiles
+        return int(self._predict.experimental_get_tracing_count())
 
     @property
     def config(self) -> ModelConfig:
@@ -125,6 +147,8 @@ class Forecaster:
         if missing:
             raise ValueError(f"the model needs inputs {missing} (covariates); got "
                              f"{sorted(inputs)}")
+        if self.ladder is not None:
+            return self.ladder(inputs)
         feed = {k: tf.convert_to_tensor(inputs[k], dtype=spec.dtype)
                 for k, spec in self.input_specs.items()}
         return np.asarray(self._predict(feed))
@@ -143,9 +167,13 @@ class Forecaster:
         return Forecast(values=self.predict_inputs(inputs), fit=fitted,
                         unseen=None if covariates is None else covariates.unseen)
 
-    def warmup(self) -> None:
-        """Trace the compiled function once so the first request pays nothing."""
+    def warmup(self) -> float:
+        """Trace (XLA: compile every ladder size) now so no request waits; returns seconds."""
+        if self.ladder is not None:
+            return self.ladder.compile()
+        started = time.perf_counter()
         self.predict_inputs(example_inputs(self.input_specs, 1))
+        return time.perf_counter() - started
 
     def regularize(self, df: pd.DataFrame) -> Regularized:
         """Put raw long observations on the model's grid by its own rule (freq, agg, gaps).
@@ -169,12 +197,13 @@ class Forecaster:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path, jit_compile: bool = False) -> Forecaster:
-        """Load a saved forecaster (Keras ``safe_mode=True``: no pickled code)."""
+    def load(cls, directory: str | Path, jit_compile: bool = False,
+             batch_sizes: Sequence[int] | None = None) -> Forecaster:
+        """Load a saved forecaster (Keras ``safe_mode=True``: no pickled code); see the class."""
         path = Path(directory)
         meta = ModelMeta.model_validate(json.loads((path / META_FILE).read_text()))
         model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
-        return cls(model, meta, jit_compile=jit_compile)
+        return cls(model, meta, jit_compile=jit_compile, batch_sizes=batch_sizes)
 
     def describe(self) -> dict[str, Any]:
         """Public facts about the model (for listings and provenance)."""
@@ -199,16 +228,6 @@ def input_specs(meta: ModelMeta) -> dict[str, tf.TensorSpec]:
         specs |= {key: tf.TensorSpec((None, *shape), dtype, name=key)
                   for key, (shape, dtype) in shapes.items()}
     return specs
-
-
-def example_inputs(specs: dict[str, tf.TensorSpec], batch: int) -> dict[str, np.ndarray]:
-    """Inputs of the given batch size for ``specs`` (ones; zeros for series codes)."""
-    out = {}
-    for key, spec in specs.items():
-        shape = (batch, *spec.shape[1:])
-        out[key] = (np.zeros(shape, np.int32) if spec.dtype == tf.int32
-                    else np.ones(shape, np.float32))
-    return out
 
 
 __all__ = ["META_FILE", "MODEL_FILE", "Forecast", "Forecaster", "ModelMeta", "example_inputs",

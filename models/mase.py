@@ -1,9 +1,14 @@
-"""MASE as in the M4 competition: errors scaled by each series' in-sample seasonal differences.
+"""MASE and MSIS as in the M4 competition: scaled by each series' in-sample seasonal differences.
 
-The per-series mean absolute errors come from ``utilsforecast.losses.mae``; the scale stays
-hand-written (:func:`mase_scales`): ``utilsforecast.losses.mase`` has no lag-1 fall-back for
-series shorter than ``season + 1`` (its scale is NaN there) and divides by a zero scale
-silently, where this module raises naming the series.
+MSIS (mean scaled interval score, M4's interval metric) scales the interval score of a central
+``100 (1 - alpha)`` % interval by the same per-series scale as MASE.
+
+The per-series mean absolute errors come from ``utilsforecast.losses.mae``; the interval score
+is hand-written (``utilsforecast.losses.winkler_score``, the same score, takes whole-percent
+levels only; the tests check the two agree), and so is the scale
+(:func:`mase_scales`): ``utilsforecast.losses.mase`` has no lag-1 fall-back for series shorter
+than ``season + 1`` (its scale is NaN there) and divides by a zero scale silently, where this
+module raises naming the series.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 from utilsforecast import losses
 
-from nearcast.models.metric_arrays import FloatArray, check_finite, mean_over, means, pair
+from nearcast.models.metric_arrays import FloatArray, bounds, check_finite, mean_over, means, pair
 
-__all__ = ["mase", "mase_by_step", "mase_scales"]
+__all__ = ["mase", "mase_by_step", "mase_scales", "msis"]
 
 
 def _series_scale(series: npt.ArrayLike, season: int, index: int) -> float:
@@ -121,4 +126,43 @@ def mase(
     true_arr, pred_arr = pair(y_true, y_pred)
     scales = _scales_of(insample, true_arr, season)
     per_series = means(losses.mae, true_arr, {"f": pred_arr}, "series") / scales
+    return float(np.mean(per_series))
+
+
+def msis(
+    y_true: npt.ArrayLike,
+    lower: npt.ArrayLike,
+    upper: npt.ArrayLike,
+    insample: Sequence[npt.ArrayLike],
+    season: int,
+    alpha: float,
+) -> float:
+    """Mean scaled interval score (M4) of central ``100 (1 - alpha)`` % intervals.
+
+    Per series ``i``: ``mean_t [(U - L) + 2/alpha (L - y) 1(y < L) + 2/alpha (y - U) 1(y > U)]
+    / scale_i`` (the MASE scale, :func:`mase_scales`); the result is the mean over series. Lower
+    is better: it charges the width and, ``2 / alpha`` times, every miss's distance.
+
+    Args:
+        y_true: Actual values, shape (n_series, horizon).
+        lower: Lower bounds, shape (n_series, horizon).
+        upper: Upper bounds, shape (n_series, horizon), ``>= lower``.
+        insample: One 1-D training array per series (the scale).
+        season: Seasonal lag of the scale.
+        alpha: ``1 -`` the nominal coverage (0.2 for an 80% interval; M4 used 0.05), in (0, 1).
+
+    Returns:
+        The MSIS.
+
+    Raises:
+        ValueError: On NaN/infinite values, mismatching shapes or series counts, ``lower >
+            upper``, ``alpha`` outside (0, 1) or a zero scale.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    true_arr, low, up = bounds(y_true, lower, upper)
+    scales = _scales_of(insample, true_arr, season)
+    # utilsforecast's winkler_score (the same score) takes whole-percent levels only.
+    misses = np.maximum(low - true_arr, 0.0) + np.maximum(true_arr - up, 0.0)
+    per_series = mean_over((up - low) + (2.0 / alpha) * misses, 1) / scales
     return float(np.mean(per_series))

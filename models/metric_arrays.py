@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["FloatArray", "Loss", "as_2d", "check_finite", "mean_over", "means", "pair"]
+__all__ = ["FloatArray", "Loss", "as_2d", "bounds", "check_finite", "mean_over", "means", "pair"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -78,3 +78,17 @@ def pair(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[FloatArray, Floa
             f"y_true and y_pred must have the same shape, got {true_arr.shape} and {pred_arr.shape}"
         )
     return true_arr, pred_arr
+
+
+def bounds(y_true: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike
+           ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Validate actuals and interval bounds: equal 2-D shapes, ``lower <= upper``."""
+    true_arr, low, up = as_2d("y_true", y_true), as_2d("lower", lower), as_2d("upper", upper)
+    if not true_arr.shape == low.shape == up.shape:
+        raise ValueError(
+            "y_true, lower and upper must have the same shape, "
+            f"got {true_arr.shape}, {low.shape} and {up.shape}"
+        )
+    if (low > up).any():
+        raise ValueError(f"lower exceeds upper at {int((low > up).sum())} point(s)")
+    return true_arr, low, up

@@ -1,4 +1,4 @@
-"""Forecast accuracy metrics: arrays in, numbers out (MASE itself is in :mod:`models.mase`).
+"""Forecast accuracy metrics: arrays in, numbers out (MASE and MSIS are in :mod:`models.mase`).
 
 Conventions used throughout:
 
@@ -10,7 +10,8 @@ Conventions used throughout:
   one value per forecast step (averaged over series).
 * Inputs containing NaN or infinite values, and inputs of mismatching shapes, raise ``ValueError``.
 
-sMAPE and MASE follow the M4 competition definitions, OWA is relative to a reference (Naive2).
+sMAPE, MASE and MSIS (the interval score, :func:`models.mase.msis`) follow the M4 competition
+definitions, OWA is relative to a reference (Naive2).
 
 The per-series (or per-step) means come from :mod:`utilsforecast.losses` where it computes the
 same thing; they match the hand-written definitions in the docstrings up to floating-point
@@ -35,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 from utilsforecast import losses
 
-from nearcast.models.mase import mase, mase_by_step, mase_scales
-from nearcast.models.metric_arrays import FloatArray, as_2d, means, pair
+from nearcast.models.mase import mase, mase_by_step, mase_scales, msis
+from nearcast.models.metric_arrays import FloatArray, bounds, means, pair
 
 __all__ = [
     "evaluate_forecasts",
@@ -45,6 +46,7 @@ __all__ = [
     "mase",
     "mase_by_step",
     "mase_scales",
+    "msis",
     "owa",
     "rmse",
     "smape",
@@ -178,20 +180,10 @@ def interval_coverage(y_true: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.Ar
     Raises:
         ValueError: On NaN/infinite values, mismatching shapes or ``lower > upper``.
     """
-    true_arr = as_2d("y_true", y_true)
-    low = as_2d("lower", lower)
-    up = as_2d("upper", upper)
-    if not true_arr.shape == low.shape == up.shape:
-        raise ValueError(
-            "y_true, lower and upper must have the same shape, "
-            f"got {true_arr.shape}, {low.shape} and {up.shape}"
-        )
-    if (low > up).any():
-        raise ValueError(f"lower exceeds upper at {int((low > up).sum())} point(s)")
+    true_arr, low, up = bounds(y_true, lower, upper)
     # utilsforecast names the bounds of model f at level L "f-lo-L" and "f-hi-L".
-    bounds = {"f-lo-0": low, "f-hi-0": up}
     coverage = partial(losses.coverage, level=0)
-    return float(np.mean(means(coverage, true_arr, bounds, "series")))
+    return float(np.mean(means(coverage, true_arr, {"f-lo-0": low, "f-hi-0": up}, "series")))
 
 
 # --------------------------------------------------------------------------- summary

@@ -79,8 +79,12 @@ def _log_params(spec: RunSpec) -> None:
 
 
 def _log_members(client: MlflowClient, experiment_id: str, parent: str, members: list[Member],
-                 started: float, failed: bool = False) -> None:
-    """One child run per ensemble member: its config, curves, stop reason and own scores."""
+                 started: float, failed: bool = False, joint: bool = False) -> None:
+    """One child run per ensemble member: its config, curves, stop reason and own scores.
+
+    Members trained in turn start when the one before ended; ``joint`` members all start
+    when the fit did.
+    """
     t0 = started
     for i, m in enumerate(members):
         child = client.create_run(experiment_id, start_time=int(t0 * 1000),
@@ -92,13 +96,28 @@ def _log_members(client: MlflowClient, experiment_id: str, parent: str, members:
             status = "FAILED" if failed and i == len(members) - 1 else "FINISHED"
         client.set_terminated(child.info.run_id, status)
         mlflow.log_metrics({f"member{i}_{k}": v for k, v in m.scores.items()})
-        t0 += m.result.seconds
+        t0 += 0.0 if joint else m.result.seconds
 
 
 def _log_training(member: Member, started: float) -> None:
     tracking.log_curves(member.result.epochs, started)
     mlflow.set_tags({"nearcast.stop_reason": member.result.stop_reason,
                      "nearcast.best_epoch": str(member.result.best_epoch)})
+
+
+def _log_refit(fitted: Fitted) -> None:
+    """Say how the served model was made: selected as scored, or refitted on all the data.
+
+    The holdout metrics (``model_*``) are the selected model's in both cases.
+    """
+    refit = fitted.refit
+    mlflow.set_tags({"nearcast.joint_training": str(fitted.joint).lower(),
+                     "nearcast.served_model": "selected" if refit is None else "refitted",
+                     "nearcast.holdout_scores": "selected model (before the refit)"
+                     if refit is not None else "served model"})
+    if refit is not None:
+        mlflow.set_tag("nearcast.refit_steps", ",".join(str(n) for n in refit.steps))
+        mlflow.log_metrics({"refit_seconds": refit.seconds, "refit_steps": float(max(refit.steps))})
 
 
 def open_run(settings: MlflowSettings, source: str, name: str,
@@ -138,18 +157,24 @@ def log_fit(fitted: Fitted, spec: RunSpec, settings: MlflowSettings, register: b
         if spec.ensemble is None:
             _log_training(fitted.members[0], fitted.started)
         else:
-            _log_members(client, experiment_id, run_id, fitted.members, fitted.started)
+            _log_members(client, experiment_id, run_id, fitted.members, fitted.started,
+                         joint=fitted.joint)
             if fitted.interval_factor is not None:
                 mlflow.log_metric("interval_factor", fitted.interval_factor)
         forecaster.meta = forecaster.meta.model_copy(update={
             "data_digest": digest, "data_source": spec.source,
             "nearcast_version": tracking.nearcast_version()})
         mlflow.log_metric("train_seconds", fitted.train_seconds)
+        _log_refit(fitted)
         histories = [table.series(i)[: -config.horizon] for i in range(len(table.ids))]
         tracking.log_evaluation(fitted.evaluation, fitted.members[0].result.epochs, histories)
         mlflow.log_dict(scales_record(table.ids, histories, config.season), SCALES_ARTIFACT)
         scores = tracking.score_table(fitted.evaluation.scores)
-        mlflow.set_tag(tracking.NOTE, _run_note(spec, len(table.ids), len(table.values), scores))
+        note = _run_note(spec, len(table.ids), len(table.values), scores)
+        if fitted.refit is not None:
+            note += ("\n\nServed model: refitted on all the data, holdout included (steps per "
+                     f"network: {fitted.refit.steps}); the scores above are the selected model's.")
+        mlflow.set_tag(tracking.NOTE, note)
         info = log_forecaster(forecaster)
         version = None
         if register:  # alias challenger only once the version loads back (a fresh process)

@@ -61,11 +61,16 @@ def _report(log: EpochLog, verbose: bool) -> None:
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`fit`; ``model`` holds the best weights seen on validation."""
+    """Outcome of :func:`fit`; ``model`` holds the best weights seen on validation.
+
+    ``best_step`` is the number of steps taken when those weights were seen (what a refit on
+    all the data repeats, :mod:`models.refit`).
+    """
 
     model: keras.Model
     epochs: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
+    best_step: int = 0
     best_val_loss: float = math.inf
     stop_reason: str = "epochs"
     seconds: float = 0.0
@@ -220,7 +225,7 @@ def fit(
     batches = iter(balanced_stream(data.table, config.window_spec(), batch,
                                    cfg.steps_per_epoch, stream_seed))
     result, t0 = TrainResult(model=model), time.monotonic()
-    best_weights, stale = model.get_weights(), 0
+    best_weights, stale, steps_done = model.get_weights(), 0, 0
     for epoch in range(1, cfg.epochs + 1):
         losses, norms, e0 = [], [], time.monotonic()
         for _ in range(cfg.steps_per_epoch):
@@ -230,12 +235,14 @@ def fit(
             # Workers agree on the time budget at the epoch's end only (_stop_reason).
             if not math.isfinite(losses[-1]) or (dp is None and _out_of_time(cfg, t0)):
                 break
+        steps_done += len(losses)
         if not all(math.isfinite(v) for v in losses):
             result.stop_reason = "diverged"
             break
         val = val_loss(data, cfg.batch_size)
         if val < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale = val, epoch, 0
+            result.best_step = steps_done
             best_weights = model.get_weights()
         else:
             stale += 1

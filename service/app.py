@@ -78,7 +78,8 @@ def _lifespan(state: AppState, mlflow_settings: MlflowSettings,
                 extra={"auth": "keys" if api.auth_enabled else "off", "host": api.host,
                        "allowed_hosts": api.trusted_hosts()})
         client = mlflow_settings.connect()
-        store = ModelStore(client, api.served_models(), api.alias, api.jit_compile,
+        store = ModelStore(client, api.served_models(), api.alias, api.xla,
+                           tuple(api.xla_batch_sizes), api.batch_max_series,
                            retry_after=max(1, math.ceil(api.poll_seconds)))
         await anyio.to_thread.run_sync(store.refresh_all)  # load + warm before ready
         store.take_loaded()

@@ -132,16 +132,26 @@ class _StateCollector(Collector):
         failures = CounterMetricFamily("nearcast_model_load_failures",
                                        "Versions that failed to load or warm up.",
                                        labels=["model", *keys])
+        compiles = CounterMetricFamily("nearcast_model_compiles", "Traces of the served "
+                                       "version's model function (XLA: one compile per batch "
+                                       "size); flat after warm-up.",
+                                       labels=["model", "version", *keys])
+        warmup = GaugeMetricFamily("nearcast_model_warmup_seconds", "Warm-up (XLA: compiling "
+                                   "every batch size) of the served version before it served.",
+                                   labels=["model", "version", *keys])
         for name, served in list(self.store.models.items()):
             version.add_metric([name, served.alias, *extra], served.ref.version)
             loaded.add_metric([name, *extra], served.loaded_at)
+            labels = [name, str(served.ref.version), *extra]
+            compiles.add_metric(labels, served.forecaster.compiles)
+            warmup.add_metric(labels, served.warmup_seconds)
         for name, status in list(self.store.status.items()):
             failures.add_metric([name, *extra], status.failures)
         depth = GaugeMetricFamily("nearcast_queue_series", "Series queued or running.",
                                   labels=["model", *keys])
         for name, queue in self.queues().items():
             depth.add_metric([name, *extra], queue.pending)
-        yield from (version, loaded, failures, depth)
+        yield from (version, loaded, failures, depth, compiles, warmup)
 
 
 class _CalibrationCollector(Collector):

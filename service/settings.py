@@ -53,7 +53,12 @@ class ApiSettings(BaseSettings):
         10_000, ge=1, le=MAX_POINTS_CAP, description="History points per series."
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Request body size.")
-    jit_compile: bool = Field(False, description="Compile the model function with XLA.")
+    xla: bool = Field(
+        True, description="Serve through XLA: every batch size of xla_batch_sizes is compiled "
+        "at warm-up, before the version serves; each model call is padded up to the next one.")
+    xla_batch_sizes: Annotated[list[Annotated[int, Field(ge=1)]], NoDecode] = Field(
+        default_factory=list, description="The compiled batch sizes; default: powers of two "
+        "up to batch_max_series (bigger batches run in chunks of the largest).")
     batch_max_series: int = Field(
         256, ge=1, description="Series per batched model call (micro-batching)."
     )
@@ -80,7 +85,8 @@ class ApiSettings(BaseSettings):
         "any grid is built).",
     )
 
-    @field_validator("models", "api_keys", "admin_keys", "allowed_hosts", mode="before")
+    @field_validator("models", "api_keys", "admin_keys", "allowed_hosts", "xla_batch_sizes",
+                     mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,4 +1,9 @@
-"""Served models, loaded from ``models:/<name>@<alias>`` and swapped when the alias moves."""
+"""Served models, loaded from ``models:/<name>@<alias>`` and swapped when the alias moves.
+
+A version is warmed before it serves: with XLA on (the default) its whole ladder of batch sizes
+(:class:`models.compiled.CompiledLadder`) is compiled in the loading thread while the version it
+replaces keeps serving, so no request ever waits for a compile.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import numpy as np
 from mlflow import MlflowClient
 
 from nearcast.models.artifact import load_forecaster
-from nearcast.models.forecaster import Forecaster, example_inputs
+from nearcast.models.compiled import DEFAULT_LIMIT, example_inputs, ladder_sizes
+from nearcast.models.forecaster import Forecaster
 from nearcast.models.registry import VersionRef, version_for_alias
 from nearcast.service.errors import ApiError
 
@@ -27,6 +33,7 @@ class LoadedModel:
     ref: VersionRef
     forecaster: Forecaster
     loaded_at: float
+    warmup_seconds: float = 0.0  # tracing (XLA: compiling the ladder) before it served
 
 
 @dataclass
@@ -48,7 +55,9 @@ class ModelStore:
     client: MlflowClient
     names: list[str]
     alias: str = "champion"
-    jit_compile: bool = False
+    jit_compile: bool = False  # XLA ladder of ``batch_sizes`` (see the module)
+    batch_sizes: tuple[int, ...] = ()  # default: powers of two up to ``batch_limit``
+    batch_limit: int = DEFAULT_LIMIT
     retry_after: int = 30  # seconds until the next poll may load a missing model
     models: dict[str, LoadedModel] = field(default_factory=dict)
     status: dict[str, ModelStatus] = field(default_factory=dict)
@@ -117,8 +126,9 @@ class ModelStore:
         fields = {"model": name, "version": ref.version, "alias": self.alias}
         log.info("loading %s v%s (alias %s)", name, ref.version, self.alias, extra=fields)
         try:
-            forecaster = load_forecaster(f"models:/{name}/{ref.version}", self.jit_compile)
-            _warm(forecaster)
+            forecaster = load_forecaster(f"models:/{name}/{ref.version}", self.jit_compile,
+                                         self.batch_sizes or ladder_sizes(self.batch_limit))
+            warmup = _warm(forecaster)
         except Exception as exc:
             if not self._registry_answers(name):  # e.g. a tracking server restarting mid-download
                 status.registry_reachable = False
@@ -134,8 +144,8 @@ class ModelStore:
                       extra=fields | {"error": type(exc).__name__,
                                       "seconds": round(time.monotonic() - started, 3)})
             return False
-        self._swap(name, LoadedModel(name, self.alias, ref, forecaster, time.time()), status,
-                   started, "swap" if name in self.models else "load")
+        self._swap(name, LoadedModel(name, self.alias, ref, forecaster, time.time(), warmup),
+                   status, started, "swap" if name in self.models else "load")
         self._loaded = True
         return True
 
@@ -163,7 +173,9 @@ class ModelStore:
                  extra={"model": name, "version": ref.version, "alias": self.alias,
                         "previous_version": previous.ref.version if previous else None,
                         "run_id": ref.run_id, "event": event,
-                        "seconds": round(time.monotonic() - started, 3)})
+                        "seconds": round(time.monotonic() - started, 3),
+                        "warmup_seconds": round(new.warmup_seconds, 3),
+                        "compiles": new.forecaster.compiles})
 
     def _registry_answers(self, name: str) -> bool:
         """Whether the registry answers now (a failed load is only the version's fault if so)."""
@@ -207,10 +219,10 @@ def _public(version: int, exc: Exception) -> str:
     return f"v{version} could not be loaded ({type(exc).__name__}); see the server log"
 
 
-def _warm(forecaster: Forecaster) -> None:
-    """Trace the compiled function once and check it answers ``(1, H, K)`` finite values."""
+def _warm(forecaster: Forecaster) -> float:
+    """Trace/compile (:meth:`Forecaster.warmup`), check a ``(1, H, K)`` finite answer; seconds."""
     c = forecaster.config
-    forecaster.warmup()
+    seconds = forecaster.warmup()
     window = 100.0 + np.arange(c.input_size, dtype=np.float32) % max(c.season, 1)
     inputs = example_inputs(forecaster.input_specs, 1) | {
         "history": window[None, :], "mask": np.ones((1, c.input_size), np.float32)}
@@ -220,6 +232,7 @@ def _warm(forecaster: Forecaster) -> None:
         raise WarmupError(f"output has shape {out.shape}, expected {expected}")
     if not np.isfinite(out).all():
         raise WarmupError("the forecast is not finite")
+    return seconds
 
 
 __all__ = ["LoadedModel", "ModelStatus", "ModelStore", "WarmupError"]

@@ -8,6 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The load check in this process (~0.2 s) instead of a fresh one (~6 s) per registration;
 # tests/service/test_load_check.py and test_alias_moves.py run the real subprocess check.
 os.environ.setdefault("NEARCAST_LOAD_CHECK", "inprocess")
+# Served models skip the XLA ladder (compiling 9 batch sizes costs seconds per model load);
+# tests/service/test_xla_serving.py and tests/models/test_compiled.py run it explicitly.
+os.environ.setdefault("NEARCAST_XLA", "false")
 
 import socket
 import threading
