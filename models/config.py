@@ -139,9 +139,10 @@ class TrainConfig(BaseModel):
     seed: int = 0
     jit_compile: bool = Field(
         True,
-        description="Compile the training step with XLA: 1.4-1.6x faster epochs on CPU "
-        "(benchmarks/training_bench.py), for about 1 s more on the first step and about 200 MiB "
-        "more peak memory while compiling.",
+        description="Compile the training step with XLA. Measured on 2 shared cores: the "
+        "joint 4-member step 1.14x the samples/s without XLA (benchmarks/ensemble_training.py), "
+        "a single LSTM no faster (benchmarks/training_bench.py); costs about 20 s of compiling "
+        "for the ensemble and about 200 MiB more peak memory.",
     )
     refit: bool = Field(
         False,

@@ -86,6 +86,11 @@ def train(
 
             cluster = Cluster.from_env()
         job = JobConfig.from_yaml(config)
+        if cluster is not None and job.train.refit:
+            from nearcast.models.jobconfig import JobConfigError
+
+            raise JobConfigError(f"{config}: train.refit is not supported with --distributed; "
+                                 "set train.refit: false or train without --distributed")
         data = load_dataset(job.data)
         usable, skipped = job.usable_for_training(data.frame, strict)  # before TensorFlow loads
         if cluster is not None:

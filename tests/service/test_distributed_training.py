@@ -161,6 +161,8 @@ def test_a_cluster_that_does_not_fit_the_job_is_refused_in_one_line(tmp_path: Pa
         (write_job(tmp_path / "job.yaml", data, NAME, MODEL, TRAIN | {"batch_size": 36}),
          tf_config(many), "error: 9 workers but only 8 series to train on; use at most one "
                           "worker per series"),
+        (write_job(tmp_path / "refit.yaml", data, NAME, MODEL, TRAIN | {"refit": True}),
+         tf_config(hosts), "train.refit is not supported with --distributed"),
     ]
     runner = CliRunner()
     with in_process_cli(settings) as env:

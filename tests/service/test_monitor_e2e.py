@@ -29,6 +29,7 @@ from retrain_helpers import champion_version, cli_env, start_cli
 from svc_helpers import metric, wait_for
 
 from conftest import free_port, in_process_cli, make_settings
+from nearcast.models.monitoring.log_store import ForecastLog
 from nearcast.models.settings import MlflowSettings
 from nearcast.pipelines.schema import DS, UNIQUE_ID, Y
 from nearcast.service.monitor_job import run_monitor
@@ -119,11 +120,15 @@ def test_level_shift_is_caught_retrained_and_recovered(tmp_path: Path) -> None:
     server = start_cli(["serve"], env | {"NEARCAST_PORT": str(port),
                                          "NEARCAST_POLL_SECONDS": "1"})
     url = f"http://127.0.0.1:{port}"
+    log = ForecastLog(f"sqlite:///{settings.home / 'forecast_log.db'}")  # the server's log
     try:
         assert wait_for(lambda: _ready(url), timeout=120, every=0.5), server.text
         monitors: dict[int, Any] = {}
+        served = 0
         for day in range(FIRST_LIVE, LAST + 1):
-            forecast_day(url, df, day)
+            served += len(forecast_day(url, df, day))
+            # The server writes its log every 0.5 s: the day's forecasts are in before monitor.
+            assert wait_for(lambda n=served: log.count_forecasts("shift") >= n, timeout=30)
             write_feed(df, feed, day)
             assert post_actuals(url, df, day)["inserted"] == N_SERIES * 24
             again = post_actuals(url, df, day)
@@ -135,6 +140,7 @@ def test_level_shift_is_caught_retrained_and_recovered(tmp_path: Path) -> None:
                 assert wait_for(lambda: served_version(url) == 2, timeout=30), server.text
         text = httpx.get(f"{url}/metrics", timeout=10).text
     finally:
+        log.close()
         server.popen.terminate()
         server.finish(30)
     _check(monitors, settings, text)
