@@ -202,6 +202,8 @@ class EnsembleConfig(BaseModel):
         Raises:
             ValueError: naming the member and the unknown field.
         """
+        total = self.budget(train)  # sequentially, each member has its share
+        share = None if total is None else total / len(self.members)
         out = []
         for i, overrides in enumerate(self.members):
             fields = dict(overrides)
@@ -213,9 +215,7 @@ class EnsembleConfig(BaseModel):
             if unknown:
                 raise ValueError(f"ensemble.members[{i}]: unknown model fields {unknown}")
             member = ModelConfig.model_validate(model.model_dump() | fields)
-            total = self.budget(train)  # sequentially, each member has its share
-            budget = None if total is None else total / len(self.members)
-            out.append((member, train.model_copy(update={"seed": seed, "max_seconds": budget})))
+            out.append((member, train.model_copy(update={"seed": seed, "max_seconds": share})))
         return out
 
 

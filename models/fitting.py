@@ -200,7 +200,7 @@ def fit_forecaster(
         selected = forecaster
         forecaster = Forecaster(done.models[0] if ensemble is None else join_members(
             done.models, [m.config for m in members], ensemble.combine, factor, features),
-            meta.model_copy(update={"metrics": evaluation.scores["model"]}))
+            meta.model_copy())  # the selected model's metrics, set above
     return Fitted(forecaster, evaluation, members, full, started, factor, joint, done, selected)
 
 

@@ -80,7 +80,7 @@ class Calibrations:
         if not self.enabled or self.forecast_log is None:
             return
         with self._lock:
-            served = {(name, int(m.ref.version)): m for name, m in list(store.models.items())}
+            served = _served(store)
             fresh = {key: cal for key, cal in self._current.items() if key in served}
             for key, model in served.items():
                 if names is not None and key[0] not in names:
@@ -123,8 +123,9 @@ WATCH_SECONDS = 0.5
 """How often the refresh task looks for a newly served version (it is calibrated at once)."""
 
 
-def _served_keys(store: ModelStore) -> frozenset[Key]:
-    return frozenset((name, int(m.ref.version)) for name, m in list(store.models.items()))
+def _served(store: ModelStore) -> dict[Key, LoadedModel]:
+    """The served versions by (model, version)."""
+    return {(name, int(m.ref.version)): m for name, m in list(store.models.items())}
 
 
 async def _refresh_forever(state: AppState, calibrations: Calibrations, every: float) -> None:
@@ -135,14 +136,14 @@ async def _refresh_forever(state: AppState, calibrations: Calibrations, every: f
     later is calibrated within :data:`WATCH_SECONDS` of being swapped in.
     """
     loop = asyncio.get_running_loop()
-    known = _served_keys(state.store) if state.store is not None else frozenset()
+    known = set(_served(state.store)) if state.store is not None else set()
     due = loop.time() + every
     while True:
         await asyncio.sleep(min(WATCH_SECONDS, every))
         store = state.store
         if store is None:
             continue
-        keys = _served_keys(store)
+        keys = set(_served(store))
         if keys != known or loop.time() >= due:
             await calibrations.refresh_now(store)
             known, due = keys, loop.time() + every
